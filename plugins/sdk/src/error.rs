@@ -1,0 +1,64 @@
+//! Errors a backend returns, and the redaction every message passes through.
+
+/// What went wrong in a backend, classified so the engine can choose an HTTP status and a retry.
+///
+/// Messages never contain a password: backends build them with [`redact`] over every secret
+/// the failing call knew, because some servers echo statement text in syntax errors.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// The connection configuration is unusable (bad URL, unknown option, bad template).
+    #[error("invalid connection configuration: {0}")]
+    InvalidConfig(String),
+    /// The request cannot be carried out as given (empty statements, username too long, ...).
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// The database could not be reached or refused the admin login.
+    #[error("cannot connect to the database: {0}")]
+    Connect(String),
+    /// Statement `index` (1-based) of `total` failed; the transaction was rolled back.
+    #[error("statement {index} of {total} failed: {message}")]
+    Statement {
+        /// 1-based position of the failing statement.
+        index: usize,
+        /// Number of statements in the batch.
+        total: usize,
+        /// The server's message, redacted.
+        message: String,
+    },
+    /// A failure that is expected to pass on retry (lock conflicts, serialization failures).
+    #[error("transient database error: {0}")]
+    Transient(String),
+    /// Any other database error.
+    #[error("database error: {0}")]
+    Database(String),
+}
+
+impl BackendError {
+    /// Whether retrying the same call may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, BackendError::Transient(_) | BackendError::Connect(_))
+    }
+}
+
+/// Replaces every occurrence of each non-empty secret in `message` with `[redacted]`.
+pub fn redact(message: &str, secrets: &[&str]) -> String {
+    let mut out = message.to_owned();
+    for secret in secrets.iter().filter(|s| !s.is_empty()) {
+        out = out.replace(secret, "[redacted]");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_replaces_every_secret() {
+        let msg = "syntax error near 'pa55' and pa55 again; user u1";
+        assert_eq!(
+            redact(msg, &["pa55", ""]),
+            "syntax error near '[redacted]' and [redacted] again; user u1"
+        );
+    }
+}

@@ -1,0 +1,10 @@
+//! Domain logic: mounts, connections, roles, credential issuance and leases. No HTTP here,
+//! and no SQL of target databases (that lives in the backends).
+
+pub mod backends;
+pub mod database;
+pub mod error;
+pub mod lease;
+pub mod mounts;
+pub mod password_policy;
+pub mod ttl;

@@ -1,0 +1,24 @@
+//! dbwarden: a dynamic database credential engine with a Vault-compatible API.
+//!
+//! Where things are:
+//! - [`http`]: the only module that knows HTTP: Vault's envelope, verbs, field coercion,
+//!   token and ACL checks, and the mapping of errors to statuses.
+//! - [`engine`]: mounts, connections, roles, credential issuance, leases and their worker.
+//! - [`auth`]: tokens and ACL policies.
+//! - [`crypto`]: the barrier (AES-256-GCM), the seal, password generation.
+//! - [`storage`]: dbwarden's own storage (SQLite or PostgreSQL through sqlx).
+//! - [`core`]: the unsealed state shared by handlers and background tasks.
+//! - [`config`], [`server`], [`operator`]: the configuration file and the commands.
+//!
+//! Backends (one crate per database family) live under `plugins/` and implement
+//! [`dbwarden_plugin::DatabaseBackend`].
+
+pub mod auth;
+pub mod config;
+pub mod core;
+pub mod crypto;
+pub mod engine;
+pub mod http;
+pub mod operator;
+pub mod server;
+pub mod storage;

@@ -1,0 +1,154 @@
+//! The `dbwarden` command line.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use dbwarden::config::ServerConfig;
+use dbwarden::server::{self, DevOptions, ServerError};
+
+/// dbwarden issues short-lived database users on demand, through a Vault-compatible API.
+#[derive(Debug, Parser)]
+#[command(name = "dbwarden", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server.
+    ///
+    /// With --dev: SQLite in a temporary directory, an in-memory seal key, the database
+    /// engine mounted at database/, and a root token printed once. Nothing survives a restart.
+    /// With --config FILE: the storage, seal and listener the file describes.
+    Server(ServerArgs),
+    /// Operator tasks.
+    #[command(subcommand)]
+    Operator(OperatorCommand),
+}
+
+#[derive(Debug, clap::Args)]
+struct ServerArgs {
+    /// Run a throwaway development server (never for production).
+    #[arg(long, conflicts_with = "config")]
+    dev: bool,
+    /// The root token id to use in dev mode (at least 8 characters).
+    #[arg(long, requires = "dev", value_name = "TOKEN")]
+    dev_root_token_id: Option<String>,
+    /// The address of the dev server.
+    #[arg(long, requires = "dev", value_name = "HOST:PORT", default_value = "127.0.0.1:8200")]
+    dev_listen_address: SocketAddr,
+    /// The configuration file (TOML).
+    #[arg(long, value_name = "FILE", required_unless_present = "dev")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum OperatorCommand {
+    /// Initialise storage: create the seal key file (mode 0400) and the schema, and print
+    /// the initial root token once. Refuses, changing nothing, if already initialised.
+    Init {
+        /// The configuration file (TOML).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+/// How a command ended: 0 success, 1 runtime failure, 2 usage or configuration error.
+enum Failure {
+    Runtime(String),
+    Config(String),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Runtime(msg)) => {
+            eprintln!("error: {msg}");
+            ExitCode::from(1)
+        }
+        Err(Failure::Config(msg)) => {
+            eprintln!("error: {msg}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_logging(level: Option<&str>) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("DBWARDEN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level.unwrap_or("info")));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+fn load_config(path: &PathBuf) -> Result<ServerConfig, Failure> {
+    ServerConfig::load(path).map_err(|e| Failure::Config(e.to_string()))
+}
+
+fn server_failure(e: ServerError) -> Failure {
+    match e {
+        ServerError::Engine(dbwarden::engine::error::EngineError::Barrier(
+            dbwarden::crypto::BarrierError::NotInitialized,
+        )) => Failure::Config(format!("{e}")),
+        ServerError::Engine(dbwarden::engine::error::EngineError::Seal(_)) | ServerError::Tls(_) => {
+            Failure::Config(e.to_string())
+        }
+        other => Failure::Runtime(other.to_string()),
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), Failure> {
+    match cli.command {
+        Command::Server(args) if args.dev => {
+            init_logging(None);
+            server::run_dev(DevOptions {
+                listen: args.dev_listen_address,
+                root_token_id: args.dev_root_token_id,
+            })
+            .await
+            .map_err(server_failure)
+        }
+        Command::Server(args) => {
+            let path = args.config.ok_or_else(|| Failure::Config("--config FILE or --dev is required".into()))?;
+            let config = load_config(&path)?;
+            init_logging(config.log_level.as_deref());
+            server::run(config).await.map_err(server_failure)
+        }
+        Command::Operator(OperatorCommand::Init { config, format }) => {
+            let config = load_config(&config)?;
+            let token = dbwarden::operator::init(&config).await.map_err(|e| match e {
+                dbwarden::operator::InitError::AlreadyInitialized | dbwarden::operator::InitError::KeyFileExists(_) => {
+                    Failure::Config(e.to_string())
+                }
+                other => Failure::Runtime(other.to_string()),
+            })?;
+            match format {
+                Format::Json => println!("{}", serde_json::json!({ "root_token": token.as_str() })),
+                Format::Text => {
+                    println!("Initial Root Token: {}", token.as_str());
+                    println!("\nStore it safely: it is shown once and dbwarden keeps only its HMAC.");
+                }
+            }
+            Ok(())
+        }
+    }
+}

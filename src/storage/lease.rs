@@ -1,0 +1,258 @@
+//! The `leases` table: one row per issued credential, indexed by when work is next due.
+
+use sqlx::Row;
+
+use super::{Result, Store, StorageError, on_pool, prefix_upper_bound};
+
+/// Where a lease is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseState {
+    /// Written before the user is created (the intent); the user may or may not exist.
+    Pending,
+    /// The user exists and the credential was handed out.
+    Active,
+    /// The lease ended and revocation has started (or is being retried).
+    Revoking,
+}
+
+impl LeaseState {
+    /// The value stored in the `state` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeaseState::Pending => "pending",
+            LeaseState::Active => "active",
+            LeaseState::Revoking => "revoking",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self> {
+        match s {
+            "pending" => Ok(LeaseState::Pending),
+            "active" => Ok(LeaseState::Active),
+            "revoking" => Ok(LeaseState::Revoking),
+            other => Err(StorageError::Corrupt(format!("unknown lease state {other:?}"))),
+        }
+    }
+}
+
+/// One row of the `leases` table. Times are unix milliseconds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseRow {
+    /// `<mount>/creds/<role>/<24 base62>`.
+    pub id: String,
+    /// The mount path, without trailing slash.
+    pub mount: String,
+    /// The role the credential was issued for.
+    pub role_name: String,
+    /// The connection the user lives in.
+    pub connection_name: String,
+    /// The database username (not a secret).
+    pub username: String,
+    /// HMAC of the owning token, if any.
+    pub owner: Option<String>,
+    /// Life-cycle state.
+    pub state: LeaseState,
+    /// Whether renewals are allowed.
+    pub renewable: bool,
+    /// When the lease was issued.
+    pub issue_time: i64,
+    /// When the lease ends.
+    pub expire_time: i64,
+    /// The latest time renewals may reach (`issue_time + max_ttl`).
+    pub max_expire_time: i64,
+    /// Last successful renewal.
+    pub last_renewal: Option<i64>,
+    /// Barrier-sealed revocation snapshot (statements, connection, plugin).
+    pub revocation: Vec<u8>,
+    /// Failed revocation attempts so far.
+    pub revoke_attempts: i64,
+    /// The last revocation error, redacted.
+    pub revoke_error: Option<String>,
+    /// When the background worker should next act on this lease.
+    pub next_attempt: i64,
+}
+
+const COLUMNS: &str = "id, mount, role_name, connection_name, username, owner, state, renewable, \
+    issue_time, expire_time, max_expire_time, last_renewal, revocation, revoke_attempts, \
+    revoke_error, next_attempt";
+
+fn from_row<R>(row: &R) -> Result<LeaseRow>
+where
+    R: Row,
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Option<String>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Option<i64>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Vec<u8>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    let state: String = row.try_get("state")?;
+    let renewable: i64 = row.try_get("renewable")?;
+    Ok(LeaseRow {
+        id: row.try_get("id")?,
+        mount: row.try_get("mount")?,
+        role_name: row.try_get("role_name")?,
+        connection_name: row.try_get("connection_name")?,
+        username: row.try_get("username")?,
+        owner: row.try_get("owner")?,
+        state: LeaseState::parse(&state)?,
+        renewable: renewable != 0,
+        issue_time: row.try_get("issue_time")?,
+        expire_time: row.try_get("expire_time")?,
+        max_expire_time: row.try_get("max_expire_time")?,
+        last_renewal: row.try_get("last_renewal")?,
+        revocation: row.try_get("revocation")?,
+        revoke_attempts: row.try_get("revoke_attempts")?,
+        revoke_error: row.try_get("revoke_error")?,
+        next_attempt: row.try_get("next_attempt")?,
+    })
+}
+
+impl Store {
+    /// Inserts a new lease row.
+    pub async fn insert_lease(&self, lease: &LeaseRow) -> Result<()> {
+        let sql = format!(
+            "INSERT INTO leases ({COLUMNS}) VALUES \
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+        );
+        on_pool!(self, pool => sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(&lease.id)
+            .bind(&lease.mount)
+            .bind(&lease.role_name)
+            .bind(&lease.connection_name)
+            .bind(&lease.username)
+            .bind(&lease.owner)
+            .bind(lease.state.as_str())
+            .bind(i64::from(lease.renewable))
+            .bind(lease.issue_time)
+            .bind(lease.expire_time)
+            .bind(lease.max_expire_time)
+            .bind(lease.last_renewal)
+            .bind(&lease.revocation)
+            .bind(lease.revoke_attempts)
+            .bind(&lease.revoke_error)
+            .bind(lease.next_attempt)
+            .execute(pool)
+            .await
+            .map(drop)?);
+        Ok(())
+    }
+
+    /// Reads one lease.
+    pub async fn get_lease(&self, id: &str) -> Result<Option<LeaseRow>> {
+        let sql = format!("SELECT {COLUMNS} FROM leases WHERE id = $1");
+        on_pool!(self, pool => sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(pool)
+            .await?
+            .as_ref()
+            .map(from_row)
+            .transpose())
+    }
+
+    /// Moves a lease to `state`, with the time the worker should next look at it.
+    pub async fn set_lease_state(&self, id: &str, state: LeaseState, next_attempt: i64) -> Result<bool> {
+        let n = on_pool!(self, pool => sqlx::query("UPDATE leases SET state = $2, next_attempt = $3 WHERE id = $1")
+            .bind(id)
+            .bind(state.as_str())
+            .bind(next_attempt)
+            .execute(pool)
+            .await?
+            .rows_affected());
+        Ok(n == 1)
+    }
+
+    /// Records a renewal: the new expiry becomes the next time the worker acts.
+    pub async fn renew_lease(&self, id: &str, expire_time: i64, now: i64) -> Result<bool> {
+        let n = on_pool!(self, pool => sqlx::query(
+            "UPDATE leases SET expire_time = $2, next_attempt = $2, last_renewal = $3 \
+             WHERE id = $1 AND state = 'active'",
+        )
+        .bind(id)
+        .bind(expire_time)
+        .bind(now)
+        .execute(pool)
+        .await?
+        .rows_affected());
+        Ok(n == 1)
+    }
+
+    /// Records a failed revocation and when to try again.
+    pub async fn record_revoke_failure(&self, id: &str, error: &str, next_attempt: i64) -> Result<()> {
+        on_pool!(self, pool => sqlx::query(
+            "UPDATE leases SET state = 'revoking', revoke_attempts = revoke_attempts + 1, \
+             revoke_error = $2, next_attempt = $3 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(error)
+        .bind(next_attempt)
+        .execute(pool)
+        .await
+        .map(drop)?);
+        Ok(())
+    }
+
+    /// Deletes a lease (after its user was revoked).
+    pub async fn delete_lease(&self, id: &str) -> Result<()> {
+        on_pool!(self, pool => sqlx::query("DELETE FROM leases WHERE id = $1")
+            .bind(id)
+            .execute(pool)
+            .await
+            .map(drop)?);
+        Ok(())
+    }
+
+    /// Lists lease ids starting with `prefix`, in order.
+    pub async fn list_lease_ids(&self, prefix: &str) -> Result<Vec<String>> {
+        on_pool!(self, pool => sqlx::query("SELECT id FROM leases WHERE id >= $1 AND id < $2 ORDER BY id")
+            .bind(prefix)
+            .bind(prefix_upper_bound(prefix))
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(|r| r.try_get::<String, _>(0).map_err(StorageError::from))
+            .collect())
+    }
+
+    /// Lists the ids of the leases a token owns.
+    pub async fn lease_ids_by_owner(&self, owner: &str) -> Result<Vec<String>> {
+        on_pool!(self, pool => sqlx::query("SELECT id FROM leases WHERE owner = $1")
+            .bind(owner)
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(|r| r.try_get::<String, _>(0).map_err(StorageError::from))
+            .collect())
+    }
+
+    /// The leases whose next action is due at `now`, oldest first.
+    pub async fn due_leases(&self, now: i64, limit: i64) -> Result<Vec<LeaseRow>> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM leases WHERE next_attempt <= $1 ORDER BY next_attempt LIMIT $2"
+        );
+        on_pool!(self, pool => sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(now)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(from_row)
+            .collect())
+    }
+
+    /// The earliest `next_attempt` of any lease, for the worker's sleep.
+    pub async fn next_due(&self) -> Result<Option<i64>> {
+        Ok(on_pool!(self, pool => sqlx::query("SELECT MIN(next_attempt) FROM leases")
+            .fetch_one(pool)
+            .await?
+            .try_get::<Option<i64>, _>(0)?))
+    }
+
+    /// Number of leases in storage.
+    pub async fn count_leases(&self) -> Result<i64> {
+        Ok(on_pool!(self, pool => sqlx::query("SELECT COUNT(*) FROM leases")
+            .fetch_one(pool)
+            .await?
+            .try_get::<i64, _>(0)?))
+    }
+}

@@ -1,0 +1,241 @@
+//! dbwarden's own storage: SQLite (embedded, the default) or PostgreSQL (shared by replicas).
+//!
+//! Storage knows nothing about encryption: callers put barrier-sealed bytes in `entries` and
+//! in the `revocation` column of `leases`. Every query is written once and runs on both
+//! databases; the few places where they differ say so.
+//!
+//! | backend    | tested here             | use                                  |
+//! |------------|-------------------------|--------------------------------------|
+//! | SQLite     | bundled 3.x             | single server, `--dev`               |
+//! | PostgreSQL | 15 (this machine)       | several replicas sharing one database|
+
+mod lease;
+
+use std::borrow::Cow;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlSafeStr};
+
+pub use lease::{LeaseRow, LeaseState};
+
+/// Errors of the storage layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The database reported an error.
+    #[error("storage error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Applying the schema failed.
+    #[error("storage migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A stored row does not have the expected shape.
+    #[error("corrupt storage row: {0}")]
+    Corrupt(String),
+}
+
+/// Result alias for storage calls.
+pub type Result<T> = std::result::Result<T, StorageError>;
+
+/// A connection pool to dbwarden's storage database.
+#[derive(Clone, Debug)]
+pub enum Store {
+    /// Embedded SQLite file.
+    Sqlite(SqlitePool),
+    /// Shared PostgreSQL database.
+    Postgres(PgPool),
+}
+
+/// Runs the same query builder against whichever pool this store has.
+macro_rules! on_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match $store {
+            Store::Sqlite($pool) => $body,
+            Store::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use on_pool;
+
+impl Store {
+    /// Opens (creating if needed) a SQLite file and applies migrations.
+    pub async fn open_sqlite(path: &Path) -> Result<Store> {
+        // WAL with synchronous=NORMAL never loses a committed transaction when the process
+        // is killed; only an operating-system crash can lose the last commits.
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await?;
+        let store = Store::Sqlite(pool);
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Connects to PostgreSQL and applies migrations.
+    pub async fn open_postgres(url: &str) -> Result<Store> {
+        let options = sqlx::postgres::PgConnectOptions::from_str(url)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await?;
+        let store = Store::Postgres(pool);
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    fn migrator(&self) -> Migrator {
+        let sources: &[(i64, &str, &'static str)] = match self {
+            Store::Sqlite(_) => &[(1, "init", include_str!("../../migrations/sqlite/0001_init.sql"))],
+            Store::Postgres(_) => &[(1, "init", include_str!("../../migrations/postgres/0001_init.sql"))],
+        };
+        Migrator::with_migrations(
+            sources
+                .iter()
+                .map(|(version, description, sql)| {
+                    Migration::new(
+                        *version,
+                        Cow::Borrowed(*description),
+                        MigrationType::Simple,
+                        sql.into_sql_str(),
+                        false,
+                    )
+                })
+                .collect(),
+        )
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        let migrator = self.migrator();
+        on_pool!(self, pool => migrator.run(pool).await?);
+        Ok(())
+    }
+
+    /// Reads one entry.
+    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        Ok(on_pool!(self, pool => sqlx::query("SELECT value FROM entries WHERE key = $1")
+            .bind(key)
+            .fetch_optional(pool)
+            .await?
+            .map(|r| r.try_get::<Vec<u8>, _>(0))
+            .transpose()?))
+    }
+
+    /// Writes one entry, replacing any previous value.
+    pub async fn put(&self, key: &str, value: &[u8]) -> Result<()> {
+        on_pool!(self, pool => sqlx::query(
+            "INSERT INTO entries (key, value) VALUES ($1, $2) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(key)
+        .bind(value)
+        .execute(pool)
+        .await
+        .map(drop)?);
+        Ok(())
+    }
+
+    /// Writes one entry only if the key is absent; returns whether it was written.
+    pub async fn put_if_absent(&self, key: &str, value: &[u8]) -> Result<bool> {
+        let done = on_pool!(self, pool => sqlx::query(
+            "INSERT INTO entries (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(key)
+        .bind(value)
+        .execute(pool)
+        .await?
+        .rows_affected());
+        Ok(done == 1)
+    }
+
+    /// Deletes one entry; a missing key is not an error.
+    pub async fn delete(&self, key: &str) -> Result<()> {
+        on_pool!(self, pool => sqlx::query("DELETE FROM entries WHERE key = $1")
+            .bind(key)
+            .execute(pool)
+            .await
+            .map(drop)?);
+        Ok(())
+    }
+
+    /// Lists the full keys that start with `prefix`, in order.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        // Range scan instead of LIKE, so `%` and `_` in names need no escaping and the
+        // primary key index is used on both databases.
+        let upper = prefix_upper_bound(prefix);
+        on_pool!(self, pool => sqlx::query("SELECT key FROM entries WHERE key >= $1 AND key < $2 ORDER BY key")
+            .bind(prefix)
+            .bind(upper)
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(|r| r.try_get::<String, _>(0).map_err(StorageError::from))
+            .collect())
+    }
+}
+
+/// The smallest string greater than every string that starts with `prefix`.
+fn prefix_upper_bound(prefix: &str) -> String {
+    // Keys are ASCII-safe paths; U+10FFFF sorts after every character a key can hold.
+    format!("{prefix}\u{10FFFF}")
+}
+
+/// Lists the next path segment of each key below `prefix` (sub-folders end with `/`), as
+/// Vault's LIST does, deduplicated and in order.
+pub fn next_segments(prefix: &str, keys: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for key in keys {
+        let Some(rest) = key.strip_prefix(prefix) else { continue };
+        let segment = match rest.find('/') {
+            Some(i) => &rest[..=i],
+            None => rest,
+        };
+        if !segment.is_empty() && out.last().map(String::as_str) != Some(segment) {
+            out.push(segment.to_owned());
+        }
+    }
+    out.dedup();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_segments_lists_one_level() {
+        let keys: Vec<String> = ["a/b", "a/c/d", "a/c/e", "a/f", "b/x"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(next_segments("a/", &keys), vec!["b", "c/", "f"]);
+    }
+
+    #[tokio::test]
+    async fn sqlite_entries_round_trip_and_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_sqlite(&dir.path().join("s.db")).await.unwrap();
+        store.put("config/a%", b"1").await.unwrap();
+        store.put("config/b", b"2").await.unwrap();
+        store.put("configx", b"3").await.unwrap();
+        assert_eq!(store.get("config/b").await.unwrap().as_deref(), Some(&b"2"[..]));
+        assert_eq!(store.list("config/").await.unwrap(), vec!["config/a%", "config/b"]);
+        assert!(!store.put_if_absent("config/b", b"9").await.unwrap());
+        store.delete("config/b").await.unwrap();
+        assert_eq!(store.get("config/b").await.unwrap(), None);
+        // Reopening applies migrations idempotently.
+        drop(store);
+        let store = Store::open_sqlite(&dir.path().join("s.db")).await.unwrap();
+        assert_eq!(store.get("configx").await.unwrap().as_deref(), Some(&b"3"[..]));
+    }
+}

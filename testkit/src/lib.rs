@@ -1,0 +1,34 @@
+//! Test-only harness shared by the backends' tests and dbwarden's integration tests.
+//!
+//! - [`TempPostgres`]: a throwaway PostgreSQL cluster per test process, with password
+//!   authentication for every TCP login. The machine's own PostgreSQL trusts local logins, so
+//!   "the old password is refused" would prove nothing there.
+//! - [`TestMysql`]: the MariaDB/MySQL server the tests may use (`127.0.0.1:3306`, `root`
+//!   without a password, unless `DBWARDEN_TEST_MYSQL_URL` says otherwise), with a database per
+//!   test.
+//! - [`unique_name`]: names that cannot collide between tests running in parallel.
+//!
+//! | Server | Where it comes from | Versions tested |
+//! |---|---|---|
+//! | PostgreSQL | `initdb`/`pg_ctl` from `DBWARDEN_TEST_PG_BINDIR`, `pg_config --bindir`, or `/usr/lib/postgresql/*/bin` | 15 |
+//! | MariaDB / MySQL | running server; `DBWARDEN_TEST_MYSQL_URL=mysql://user:pass@host:port` | MariaDB 10.11 |
+
+mod mysql;
+mod postgres;
+
+pub use mysql::TestMysql;
+pub use postgres::TempPostgres;
+
+/// A lower-case name `<prefix><10 random [a-z0-9]>`, unique across parallel tests and runs.
+pub fn unique_name(prefix: &str) -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let suffix: String = (0..10)
+        .map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char)
+        .collect();
+    format!("{prefix}{suffix}")
+}
+
+/// Installs rustls' `ring` provider as the process default (what the dbwarden binary does).
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

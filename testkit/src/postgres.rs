@@ -1,0 +1,454 @@
+//! A throwaway PostgreSQL cluster per test process.
+
+use std::fs;
+use std::io::Write as _;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+static SHARED: OnceLock<TempPostgres> = OnceLock::new();
+
+/// Directory names under [`std::env::temp_dir`] start with this; leftovers of dead processes
+/// are stopped and removed by the next process that starts a cluster.
+const DIR_PREFIX: &str = "dbwarden-test-pg-";
+
+/// A PostgreSQL cluster in a temporary directory, listening on `127.0.0.1:<free port>`.
+///
+/// - Every TCP login needs a password (`scram-sha-256`); the superuser is `postgres` with a
+///   random password ([`TempPostgres::superuser_password`]).
+/// - TLS is on, with a throwaway CA ([`TempPostgres::tls_root_cert`]) and a server
+///   certificate for `127.0.0.1` and `localhost`, when `openssl` is installed.
+/// - Durability is off (`fsync`, `synchronous_commit`, `full_page_writes`): it is a test.
+/// - When the tests run as root, the cluster runs as the `postgres` OS user (`runuser`),
+///   since PostgreSQL refuses to run as root.
+///
+/// Started once per process by [`TempPostgres::shared`] and stopped at process exit.
+#[derive(Debug)]
+pub struct TempPostgres {
+    root: PathBuf,
+    data: PathBuf,
+    bindir: PathBuf,
+    port: u16,
+    password: String,
+    tls_root_cert: Option<PathBuf>,
+    run_as_postgres: bool,
+}
+
+impl TempPostgres {
+    /// The cluster of this test process, started on first use.
+    ///
+    /// Blocks for a few seconds the first time (`initdb` and start); panics if PostgreSQL
+    /// cannot be started, with the server log in the message.
+    pub fn shared() -> &'static TempPostgres {
+        SHARED.get_or_init(|| {
+            let pg = TempPostgres::start().unwrap_or_else(|e| panic!("cannot start a throwaway PostgreSQL: {e}"));
+            // SAFETY: `stop_shared_at_exit` is a plain `extern "C" fn` that only reads a
+            // `OnceLock` and runs `pg_ctl`; registering it has no other precondition.
+            unsafe {
+                libc::atexit(stop_shared_at_exit);
+            }
+            pg
+        })
+    }
+
+    /// The TCP port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The host to connect to.
+    pub fn host(&self) -> &'static str {
+        "127.0.0.1"
+    }
+
+    /// The superuser's name (`postgres`).
+    pub fn superuser(&self) -> &'static str {
+        "postgres"
+    }
+
+    /// The superuser's password (`[A-Za-z0-9-]`, so it needs no escaping).
+    pub fn superuser_password(&self) -> &str {
+        &self.password
+    }
+
+    /// The PEM file of the CA that signed the server certificate, if TLS is on.
+    pub fn tls_root_cert(&self) -> Option<&Path> {
+        self.tls_root_cert.as_deref()
+    }
+
+    /// The superuser URL for the `postgres` database (TLS off).
+    pub fn admin_url(&self) -> String {
+        self.url_for("postgres")
+    }
+
+    /// The superuser URL for database `db` (TLS off).
+    pub fn url_for(&self, db: &str) -> String {
+        format!(
+            "postgres://postgres:{}@127.0.0.1:{}/{db}?sslmode=disable",
+            self.password, self.port
+        )
+    }
+
+    /// A Vault-style `connection_url` for `db`, with `{{username}}` and `{{password}}`.
+    pub fn connection_url_template(&self, db: &str) -> String {
+        format!(
+            "postgres://{{{{username}}}}:{{{{password}}}}@127.0.0.1:{}/{db}?sslmode=disable",
+            self.port
+        )
+    }
+
+    /// Connects as the superuser to `db` (the connection is driven by a spawned task).
+    pub async fn connect(&self, db: &str) -> tokio_postgres::Client {
+        self.connect_as(db, "postgres", &self.password)
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to the test cluster: {e}"))
+    }
+
+    /// Connects as any user to `db`, without TLS.
+    pub async fn connect_as(
+        &self,
+        db: &str,
+        user: &str,
+        password: &str,
+    ) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host("127.0.0.1")
+            .port(self.port)
+            .dbname(db)
+            .user(user)
+            .password(password)
+            .application_name("dbwarden-testkit")
+            .connect_timeout(std::time::Duration::from_secs(10));
+        let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
+        tokio::spawn(connection);
+        Ok(client)
+    }
+
+    /// Creates database `name` (`[a-z0-9_]` only) owned by the superuser.
+    pub async fn create_database(&self, name: &str) {
+        assert!(
+            !name.is_empty() && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+            "database names in tests are [a-z0-9_]: {name:?}"
+        );
+        self.connect("postgres")
+            .await
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap_or_else(|e| panic!("CREATE DATABASE {name}: {e}"));
+    }
+
+    fn start() -> Result<TempPostgres, String> {
+        let bindir = find_bindir()?;
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let run_as_postgres = unsafe { libc::geteuid() } == 0;
+        reap_leftovers(&bindir, run_as_postgres);
+
+        let root = std::env::temp_dir().join(format!(
+            "{DIR_PREFIX}{}-{}",
+            std::process::id(),
+            crate::unique_name("")
+        ));
+        fs::create_dir(&root).map_err(|e| format!("mkdir {}: {e}", root.display()))?;
+        fs::write(root.join("owner.pid"), std::process::id().to_string()).map_err(|e| e.to_string())?;
+        let sock = root.join("sock");
+        fs::create_dir(&sock).map_err(|e| e.to_string())?;
+        let password = crate::unique_name("Pg-");
+        fs::write(root.join("pwfile"), &password).map_err(|e| e.to_string())?;
+        let tls = make_tls(&root);
+        let data = root.join("data");
+        let mut pg = TempPostgres {
+            root: root.clone(),
+            data: data.clone(),
+            bindir,
+            port: 0,
+            password,
+            tls_root_cert: tls.as_ref().map(|t| t.ca.clone()),
+            run_as_postgres,
+        };
+        if run_as_postgres {
+            let (uid, gid) = postgres_ids()?;
+            chown_tree(&root, uid, gid)?;
+        }
+
+        pg.run_checked(
+            "initdb",
+            &[
+                "-D".as_ref(),
+                data.as_os_str(),
+                "-U".as_ref(),
+                "postgres".as_ref(),
+                format!("--pwfile={}", root.join("pwfile").display()).as_ref(),
+                "--auth-host=scram-sha-256".as_ref(),
+                "--auth-local=peer".as_ref(),
+                "-E".as_ref(),
+                "UTF8".as_ref(),
+                "--locale=C".as_ref(),
+                "--no-sync".as_ref(),
+            ],
+        )?;
+        fs::write(
+            data.join("pg_hba.conf"),
+            "local all postgres peer\n\
+             host all all 127.0.0.1/32 scram-sha-256\n\
+             host all all ::1/128 scram-sha-256\n",
+        )
+        .map_err(|e| e.to_string())?;
+        let mut conf = fs::OpenOptions::new()
+            .append(true)
+            .open(data.join("postgresql.conf"))
+            .map_err(|e| e.to_string())?;
+        let mut settings = format!(
+            "\n# dbwarden-testkit\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n\
+             shared_buffers = 16MB\nmax_connections = 200\nfsync = off\nsynchronous_commit = off\n\
+             full_page_writes = off\npassword_encryption = 'scram-sha-256'\n",
+            sock.display()
+        );
+        if let Some(tls) = &tls {
+            settings.push_str(&format!(
+                "ssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\n",
+                tls.cert.display(),
+                tls.key.display()
+            ));
+        }
+        conf.write_all(settings.as_bytes()).map_err(|e| e.to_string())?;
+        drop(conf);
+
+        let mut last_error = String::new();
+        for _ in 0..5 {
+            let port = free_port()?;
+            let log = root.join("postgres.log");
+            let status = pg
+                .command("pg_ctl")
+                .arg("-D")
+                .arg(&data)
+                .arg("-l")
+                .arg(&log)
+                .args(["-w", "-t", "60", "-o"])
+                .arg(format!("-p {port}"))
+                .arg("start")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .map_err(|e| format!("pg_ctl: {e}"))?;
+            if status.success() {
+                pg.port = port;
+                return Ok(pg);
+            }
+            last_error = fs::read_to_string(&log).unwrap_or_default();
+        }
+        Err(format!("pg_ctl start failed; server log:\n{last_error}"))
+    }
+
+    /// Stops the cluster at once and removes its directory (best effort).
+    fn stop(&self) {
+        let _ = self
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-m", "immediate", "stop"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let _ = fs::remove_dir_all(&self.root);
+    }
+
+    fn command(&self, program: &str) -> Command {
+        command(&self.bindir, program, self.run_as_postgres)
+    }
+
+    fn run_checked(&self, program: &str, args: &[&std::ffi::OsStr]) -> Result<(), String> {
+        let out = self
+            .command(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("{program}: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{program} failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    }
+}
+
+extern "C" fn stop_shared_at_exit() {
+    if let Some(pg) = SHARED.get() {
+        pg.stop();
+    }
+}
+
+fn command(bindir: &Path, program: &str, run_as_postgres: bool) -> Command {
+    let path = bindir.join(program);
+    if run_as_postgres {
+        let mut cmd = Command::new("runuser");
+        cmd.args(["-u", "postgres", "--"]).arg(path);
+        cmd
+    } else {
+        Command::new(path)
+    }
+}
+
+fn find_bindir() -> Result<PathBuf, String> {
+    if let Some(dir) = std::env::var_os("DBWARDEN_TEST_PG_BINDIR") {
+        return Ok(PathBuf::from(dir));
+    }
+    if let Ok(out) = Command::new("pg_config").arg("--bindir").output()
+        && out.status.success()
+    {
+        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        if dir.join("initdb").exists() {
+            return Ok(dir);
+        }
+    }
+    let mut candidates: Vec<PathBuf> = fs::read_dir("/usr/lib/postgresql")
+        .map_err(|_| "no PostgreSQL found: set DBWARDEN_TEST_PG_BINDIR or install postgresql".to_owned())?
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+        .filter(|p| p.join("initdb").exists())
+        .collect();
+    candidates.sort_by_key(|p| {
+        p.parent()
+            .and_then(|v| v.file_name())
+            .and_then(|v| v.to_str())
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap_or(0)
+    });
+    candidates
+        .pop()
+        .ok_or_else(|| "no initdb under /usr/lib/postgresql/*/bin".to_owned())
+}
+
+/// Stops and removes clusters whose owning test process is gone.
+fn reap_leftovers(bindir: &Path, run_as_postgres: bool) {
+    let Ok(entries) = fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if !name.to_string_lossy().starts_with(DIR_PREFIX) {
+            continue;
+        }
+        let dir = entry.path();
+        let owner = fs::read_to_string(dir.join("owner.pid"))
+            .ok()
+            .and_then(|s| s.trim().parse::<i32>().ok());
+        // SAFETY: kill with signal 0 only checks that the process exists.
+        let alive = owner.is_some_and(|pid| unsafe { libc::kill(pid, 0) } == 0);
+        if alive {
+            continue;
+        }
+        let _ = command(bindir, "pg_ctl", run_as_postgres)
+            .arg("-D")
+            .arg(dir.join("data"))
+            .args(["-m", "immediate", "stop"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let _ = fs::remove_dir_all(&dir);
+    }
+}
+
+fn free_port() -> Result<u16, String> {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("cannot find a free port: {e}"))
+}
+
+fn postgres_ids() -> Result<(u32, u32), String> {
+    let id = |flag: &str| -> Result<u32, String> {
+        let out = Command::new("id")
+            .args([flag, "postgres"])
+            .output()
+            .map_err(|e| format!("id: {e}"))?;
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .map_err(|_| "running as root but there is no `postgres` OS user".to_owned())
+    };
+    Ok((id("-u")?, id("-g")?))
+}
+
+fn chown_tree(path: &Path, uid: u32, gid: u32) -> Result<(), String> {
+    std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(|e| format!("chown {}: {e}", path.display()))?;
+    if path.is_dir() {
+        for entry in fs::read_dir(path).map_err(|e| e.to_string())? {
+            chown_tree(&entry.map_err(|e| e.to_string())?.path(), uid, gid)?;
+        }
+    }
+    Ok(())
+}
+
+struct TlsFiles {
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+/// A throwaway CA and a server certificate for 127.0.0.1/localhost, made with `openssl`.
+fn make_tls(root: &Path) -> Option<TlsFiles> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = root.join("tls");
+    fs::create_dir(&dir).ok()?;
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    let run = |args: &[&str]| {
+        Command::new("openssl")
+            .current_dir(&dir)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=critical,CA:FALSE\n\
+         keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+    )
+    .ok()?;
+    let ok = run(&[
+        &["req", "-x509"][..],
+        &ec,
+        &[
+            "-days",
+            "3",
+            "-subj",
+            "/CN=dbwarden test CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ],
+    ]
+    .concat()) && run(&[
+        &["req"][..],
+        &ec,
+        &["-subj", "/CN=localhost", "-keyout", "server.key", "-out", "server.csr"],
+    ]
+    .concat()) && run(&[
+        "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "3",
+        "-out", "server.crt", "-extfile", "server.ext",
+    ]);
+    if !ok {
+        return None;
+    }
+    fs::set_permissions(dir.join("server.key"), fs::Permissions::from_mode(0o600)).ok()?;
+    Some(TlsFiles {
+        ca: dir.join("ca.crt"),
+        cert: dir.join("server.crt"),
+        key: dir.join("server.key"),
+    })
+}

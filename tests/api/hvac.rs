@@ -1,0 +1,40 @@
+//! Drives a dev server with the real Python client `hvac` (tests/hvac/test_hvac.py).
+
+use dbwarden_testkit::TempPostgres;
+
+use crate::postgres::prepare_db;
+use crate::support::Server;
+
+#[tokio::test]
+async fn hvac_client_works_unchanged() {
+    dbwarden_testkit::install_crypto_provider();
+    let pg = TempPostgres::shared();
+    let db = prepare_db(pg).await;
+    // A dedicated admin whose password rotate_root_credentials may change.
+    let admin_user = dbwarden_testkit::unique_name("hvac_admin_");
+    let admin_password = dbwarden_testkit::unique_name("Pw-");
+    pg.connect("postgres")
+        .await
+        .batch_execute(&format!("CREATE ROLE {admin_user} WITH LOGIN SUPERUSER PASSWORD '{admin_password}'"))
+        .await
+        .unwrap();
+    let server = Server::dev();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/hvac/test_hvac.py");
+    let output = tokio::process::Command::new("python3")
+        .arg(script)
+        .env("VAULT_ADDR", &server.addr)
+        .env("VAULT_TOKEN", &server.token)
+        .env("PG_URL_TEMPLATE", pg.connection_url_template(&db))
+        .env("ADMIN_USER", &admin_user)
+        .env("ADMIN_PASSWORD", &admin_password)
+        .output()
+        .await
+        .expect("python3 must be installed");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "hvac compatibility script failed (is `pip install hvac==2.4.0` done?)\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(stdout.contains("hvac compatibility: all checks passed"), "{stdout}");
+}

@@ -1,0 +1,9 @@
+//! End-to-end tests: the real `dbwarden` binary, real PostgreSQL and MariaDB, real clients.
+//! One test binary (with modules) to keep link time down on small machines.
+
+mod hvac;
+mod mysql;
+mod policy;
+mod postgres;
+mod restart;
+mod support;

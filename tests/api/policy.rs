@@ -1,0 +1,126 @@
+//! Tokens and ACL policies: a token limited to `database/creds/ro`.
+
+use dbwarden_testkit::TempPostgres;
+use serde_json::json;
+
+use crate::postgres::{prepare_db, register};
+use crate::support::Server;
+
+#[tokio::test]
+async fn creds_only_token_is_refused_elsewhere() {
+    dbwarden_testkit::install_crypto_provider();
+    let pg = TempPostgres::shared();
+    let db = prepare_db(pg).await;
+    let server = Server::dev();
+    let root = server.client();
+    register(&root, pg, &db, "pg", "ro").await;
+    root.ok(
+        "PUT",
+        "sys/policy/creds-ro",
+        Some(json!({"policy": "path \"database/creds/ro\" { capabilities = [\"read\"] }"})),
+    )
+    .await;
+    let created = root
+        .ok("POST", "auth/token/create", Some(json!({"policies": ["creds-ro"], "ttl": "1h"})))
+        .await;
+    let token = created["auth"]["client_token"].as_str().unwrap();
+    assert_eq!(created["auth"]["lease_duration"], 3600);
+    let limited = root.with_token(token);
+
+    let creds = limited.ok("GET", "database/creds/ro", None).await;
+    assert!(creds["data"]["username"].is_string());
+
+    for (method, path) in [
+        ("GET", "database/config/pg"),
+        ("POST", "database/config/pg"),
+        ("LIST", "database/config"),
+        ("GET", "database/roles/ro"),
+        ("GET", "sys/mounts"),
+        ("PUT", "sys/policy/creds-ro"),
+        ("POST", "sys/rotate"),
+        ("LIST", "sys/leases/lookup/database/creds/ro"),
+    ] {
+        let (status, body) = limited.call(method, path, Some(json!({}))).await;
+        assert_eq!(status, 403, "{method} {path}: {body}");
+        assert_eq!(body["errors"][0], "permission denied");
+    }
+    // The default policy lets it look itself up and renew its own lease.
+    limited.ok("GET", "auth/token/lookup-self", None).await;
+    limited
+        .ok("PUT", "sys/leases/renew", Some(json!({"lease_id": creds["lease_id"]})))
+        .await;
+
+    // No token, or a bad one: 403.
+    let anonymous = root.with_token("dbw.not-a-token");
+    let (status, _) = anonymous.call("GET", "database/creds/ro", None).await;
+    assert_eq!(status, 403);
+
+    // Revoking the token revokes its lease and the user.
+    let user = creds["data"]["username"].as_str().unwrap().to_owned();
+    root.ok("POST", "auth/token/revoke", Some(json!({"token": token}))).await;
+    let (status, _) = limited.call("GET", "auth/token/lookup-self", None).await;
+    assert_eq!(status, 403);
+    let (status, _) = root.call("PUT", "sys/leases/lookup", Some(json!({"lease_id": creds["lease_id"]}))).await;
+    assert_eq!(status, 400, "the token's lease is gone");
+    let n = pg
+        .connect("postgres")
+        .await
+        .query_one("SELECT count(*) FROM pg_roles WHERE rolname = $1", &[&user])
+        .await
+        .unwrap()
+        .get::<_, i64>(0);
+    assert_eq!(n, 0);
+}
+
+#[tokio::test]
+async fn vault_http_conventions() {
+    let server = Server::dev();
+    let c = server.client();
+    // Empty lists are 404 with an empty error list, and the content type is exact.
+    let (status, body) = c.call("LIST", "database/roles", None).await;
+    assert_eq!(status, 404);
+    assert_eq!(body, json!({"errors": []}));
+    let (status, body) = c.call("GET", "database/roles/missing", None).await;
+    assert_eq!((status, body), (404, json!({"errors": []})));
+    // Validation errors are 400 with a message.
+    let (status, body) = c.call("POST", "database/roles/x", Some(json!({"creation_statements": "SELECT 1"}))).await;
+    assert_eq!(status, 400);
+    assert!(body["errors"][0].as_str().unwrap().contains("database name is required"), "{body}");
+    let (status, body) = c
+        .call("POST", "database/roles/x", Some(json!({"db_name": "a", "creation_statements": "x", "default_ttl": "soon"})))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    // GET ?list=true is LIST; PUT is POST.
+    c.ok("PUT", "database/roles/x", Some(json!({"db_name": "a", "creation_statements": "x", "default_ttl": "1h", "max_ttl": null})))
+        .await;
+    let listed = c.ok("GET", "database/roles?list=true", None).await;
+    assert_eq!(listed["data"]["keys"], json!(["x"]));
+    let role = c.ok("GET", "database/roles/x", None).await;
+    assert_eq!(role["data"]["default_ttl"], 3600);
+    assert_eq!(role["data"]["revocation_statements"], json!([]));
+    for key in ["request_id", "lease_id", "renewable", "lease_duration", "data", "wrap_info", "warnings", "auth"] {
+        assert!(role.get(key).is_some(), "envelope lacks {key}");
+    }
+    // Authorization: Bearer works too.
+    let resp = reqwest::Client::new()
+        .get(format!("{}/v1/auth/token/lookup-self", server.addr))
+        .header("Authorization", format!("Bearer {}", server.token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "application/json");
+    // A bad JSON body is a 400.
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v1/database/roles/y", server.addr))
+        .header("X-Vault-Token", &server.token)
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    // Keyring rotation.
+    c.ok("POST", "sys/rotate", None).await;
+    let status = c.ok("GET", "sys/key-status", None).await;
+    assert_eq!(status["data"]["term"], 2);
+}

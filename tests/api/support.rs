@@ -1,0 +1,159 @@
+//! Starting the real `dbwarden` binary and talking to it over HTTP.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// A running `dbwarden` process.
+pub struct Server {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub addr: String,
+    /// A root token.
+    pub token: String,
+    /// Everything the process wrote to stderr (logs), filled when it stops.
+    pub log_path: PathBuf,
+}
+
+fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_dbwarden")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Server {
+    /// Starts `dbwarden server --dev` on a free port with a random root token.
+    pub fn dev() -> Server {
+        let token = format!("root-{}", dbwarden_testkit::unique_name("t"));
+        let log_dir = tempfile::tempdir().unwrap().keep();
+        let log_path = log_dir.join("server.log");
+        let mut child = Command::new(binary())
+            .args(["server", "--dev", "--dev-listen-address", "127.0.0.1:0", "--dev-root-token-id", &token])
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log_path).unwrap())
+            .spawn()
+            .expect("start dbwarden");
+        let stdout = child.stdout.take().unwrap();
+        let mut addr = None;
+        for line in BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            if let Some(rest) = line.strip_prefix("dbwarden dev server listening on ") {
+                addr = Some(rest.trim().to_owned());
+            }
+            if line.starts_with("Root Token:") {
+                break;
+            }
+        }
+        let addr = addr.expect("dev server printed its address");
+        Server { child, addr, token, log_path }
+    }
+
+    /// Starts `dbwarden server --config FILE` and waits until it answers.
+    pub fn with_config(config: &Path, token: &str, listen: &str) -> Server {
+        let log_path = config.with_extension("log");
+        let child = Command::new(binary())
+            .args(["server", "--config", config.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::options().create(true).append(true).open(&log_path).unwrap())
+            .spawn()
+            .expect("start dbwarden");
+        let server = Server { child, addr: format!("http://{listen}"), token: token.to_owned(), log_path };
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(listen).is_ok() {
+                return server;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("server with {} did not start: {}", config.display(), std::fs::read_to_string(&server.log_path).unwrap_or_default());
+    }
+
+    /// Stops the process with SIGTERM and waits for it.
+    pub fn stop(mut self) -> String {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = self.child.wait();
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// A client for this server with the root token.
+    pub fn client(&self) -> Client {
+        Client { addr: self.addr.clone(), token: Some(self.token.clone()), http: reqwest::Client::new() }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Writes a config file for a SQLite + key-file server and returns (config path, listen).
+pub fn sqlite_config(dir: &Path) -> (PathBuf, String) {
+    let listen = format!("127.0.0.1:{}", free_port());
+    let path = dir.join("dbwarden.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "listen_address = \"{listen}\"\n\n[storage]\nbackend = \"sqlite\"\npath = \"{}\"\n\n[seal]\ntype = \"keyfile\"\npath = \"{}\"\n",
+            dir.join("dbwarden.db").display(),
+            dir.join("seal.key").display()
+        ),
+    )
+    .unwrap();
+    (path, listen)
+}
+
+/// Runs `dbwarden` with `args` and returns (exit code, stdout, stderr).
+pub fn run_cli(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(binary()).args(args).output().expect("run dbwarden");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A minimal Vault client.
+#[derive(Clone)]
+pub struct Client {
+    addr: String,
+    /// The token sent as `X-Vault-Token`.
+    pub token: Option<String>,
+    http: reqwest::Client,
+}
+
+impl Client {
+    /// The same server with another token.
+    pub fn with_token(&self, token: &str) -> Client {
+        Client { token: Some(token.to_owned()), ..self.clone() }
+    }
+
+    /// Sends a request; returns the status and the JSON body (`Null` when empty).
+    pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = self.http.request(method, format!("{}/v1/{path}", self.addr));
+        if let Some(t) = &self.token {
+            req = req.header("X-Vault-Token", t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        let json = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        (status, json)
+    }
+
+    /// Sends a request that must succeed with 200 or 204.
+    pub async fn ok(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let (status, json) = self.call(method, path, body).await;
+        assert!(status == 200 || status == 204, "{method} {path}: {status} {json}");
+        json
+    }
+}
