@@ -50,10 +50,19 @@ pub async fn run_dev(options: DevOptions) -> Result<(), ServerError> {
     crate::engine::mounts::enable(&core, "database", "database", "database engine (dev)", Default::default()).await?;
     let listener = bind(options.listen).await?;
     let addr = listener.local_addr().map_err(|source| ServerError::Listen { addr: options.listen, source })?;
-    // The one place a secret is printed on purpose: dev mode's root token, once.
-    println!("dbwarden dev server listening on http://{addr}");
-    println!("Root Token: {}", root_token.as_str());
-    println!("Storage is in memory-backed temporary files and is lost on exit. Do not use dev mode in production.");
+    // The one place a secret is printed on purpose: dev mode's root token, once. Write
+    // errors (a closed pipe) must not stop the server, hence no println!.
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "dbwarden dev server listening on http://{addr}");
+        let _ = writeln!(out, "Root Token: {}", root_token.as_str());
+        let _ = writeln!(
+            out,
+            "Storage lives in a temporary directory and is lost on exit. Do not use dev mode in production."
+        );
+        let _ = out.flush();
+    }
     drop(root_token);
     let result = serve(Arc::new(core), listener, None).await;
     let _ = std::fs::remove_dir_all(&dir);

@@ -73,8 +73,12 @@ impl ConnectionConfig {
 
 /// Replaces a literal password in a URL with `xxxxx`, as Go's `url.Redacted` does.
 pub fn redact_url(raw: &str) -> String {
+    // A templated URL holds no password; the URL parser would percent-encode the braces.
+    if raw.contains("{{password}}") {
+        return raw.to_owned();
+    }
     match url::Url::parse(raw) {
-        Ok(mut u) if u.password().is_some() && u.password() != Some("{{password}}") => {
+        Ok(mut u) if u.password().is_some() => {
             let _ = u.set_password(Some("xxxxx"));
             u.to_string()
         }

@@ -39,8 +39,9 @@ impl Server {
             .spawn()
             .expect("start dbwarden");
         let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
         let mut addr = None;
-        for line in BufReader::new(stdout).lines() {
+        for line in lines.by_ref() {
             let line = line.unwrap();
             if let Some(rest) = line.strip_prefix("dbwarden dev server listening on ") {
                 addr = Some(rest.trim().to_owned());
@@ -49,6 +50,8 @@ impl Server {
                 break;
             }
         }
+        // Keep draining stdout so the server never writes to a closed pipe.
+        std::thread::spawn(move || lines.for_each(drop));
         let addr = addr.expect("dev server printed its address");
         Server { child, addr, token, log_path }
     }
