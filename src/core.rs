@@ -33,14 +33,19 @@ pub struct Core {
 
 impl std::fmt::Debug for Core {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Core").field("store", &self.store).finish_non_exhaustive()
+        f.debug_struct("Core")
+            .field("store", &self.store)
+            .finish_non_exhaustive()
     }
 }
 
 impl Core {
     /// Whether the storage holds a keyring already.
     pub async fn is_initialized(store: &Store) -> Result<bool> {
-        Ok(store.get(crate::crypto::barrier::KEYRING_KEY).await?.is_some())
+        Ok(store
+            .get(crate::crypto::barrier::KEYRING_KEY)
+            .await?
+            .is_some())
     }
 
     /// Initialises empty storage: seal material, keyring, HMAC key, default policy and the
@@ -51,7 +56,9 @@ impl Core {
         root_token_id: Option<String>,
     ) -> Result<(Core, Zeroizing<String>)> {
         if Self::is_initialized(&store).await? {
-            return Err(EngineError::InvalidRequest("storage is already initialised".into()));
+            return Err(EngineError::InvalidRequest(
+                "storage is already initialised".into(),
+            ));
         }
         let root = seal.create(&store).await?;
         let barrier = Barrier::initialize(&store, root).await?;
@@ -67,7 +74,9 @@ impl Core {
     /// Opens initialised storage with the seal's root key.
     pub async fn open(store: Store, seal: &Seal) -> Result<Core> {
         if !Self::is_initialized(&store).await? {
-            return Err(EngineError::Barrier(crate::crypto::BarrierError::NotInitialized));
+            return Err(EngineError::Barrier(
+                crate::crypto::BarrierError::NotInitialized,
+            ));
         }
         let root = seal.root_key(&store).await?;
         let barrier = Barrier::unseal(&store, root).await?;
@@ -109,9 +118,9 @@ impl Core {
             return Ok(None);
         };
         let plain = self.barrier.open(key, &raw)?;
-        serde_json::from_slice(&plain)
-            .map(Some)
-            .map_err(|e| EngineError::Internal(format!("stored value at {key:?} is unreadable: {e}")))
+        serde_json::from_slice(&plain).map(Some).map_err(|e| {
+            EngineError::Internal(format!("stored value at {key:?} is unreadable: {e}"))
+        })
     }
 
     /// Encrypts and writes a JSON value.

@@ -38,7 +38,12 @@ struct ServerArgs {
     #[arg(long, requires = "dev", value_name = "TOKEN")]
     dev_root_token_id: Option<String>,
     /// The address of the dev server.
-    #[arg(long, requires = "dev", value_name = "HOST:PORT", default_value = "127.0.0.1:8200")]
+    #[arg(
+        long,
+        requires = "dev",
+        value_name = "HOST:PORT",
+        default_value = "127.0.0.1:8200"
+    )]
     dev_listen_address: SocketAddr,
     /// The configuration file (TOML).
     #[arg(long, value_name = "FILE", required_unless_present = "dev")]
@@ -97,10 +102,13 @@ fn main() -> ExitCode {
 fn init_logging(level: Option<&str>) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("DBWARDEN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level.unwrap_or("info")));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
-fn load_config(path: &PathBuf) -> Result<ServerConfig, Failure> {
+fn load_config(path: &std::path::Path) -> Result<ServerConfig, Failure> {
     ServerConfig::load(path).map_err(|e| Failure::Config(e.to_string()))
 }
 
@@ -109,9 +117,8 @@ fn server_failure(e: ServerError) -> Failure {
         ServerError::Engine(dbwarden::engine::error::EngineError::Barrier(
             dbwarden::crypto::BarrierError::NotInitialized,
         )) => Failure::Config(format!("{e}")),
-        ServerError::Engine(dbwarden::engine::error::EngineError::Seal(_)) | ServerError::Tls(_) => {
-            Failure::Config(e.to_string())
-        }
+        ServerError::Engine(dbwarden::engine::error::EngineError::Seal(_))
+        | ServerError::Tls(_) => Failure::Config(e.to_string()),
         other => Failure::Runtime(other.to_string()),
     }
 }
@@ -128,24 +135,31 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             .map_err(server_failure)
         }
         Command::Server(args) => {
-            let path = args.config.ok_or_else(|| Failure::Config("--config FILE or --dev is required".into()))?;
+            let path = args
+                .config
+                .ok_or_else(|| Failure::Config("--config FILE or --dev is required".into()))?;
             let config = load_config(&path)?;
             init_logging(config.log_level.as_deref());
             server::run(config).await.map_err(server_failure)
         }
         Command::Operator(OperatorCommand::Init { config, format }) => {
             let config = load_config(&config)?;
-            let token = dbwarden::operator::init(&config).await.map_err(|e| match e {
-                dbwarden::operator::InitError::AlreadyInitialized | dbwarden::operator::InitError::KeyFileExists(_) => {
-                    Failure::Config(e.to_string())
-                }
-                other => Failure::Runtime(other.to_string()),
-            })?;
+            let token = dbwarden::operator::init(&config)
+                .await
+                .map_err(|e| match e {
+                    dbwarden::operator::InitError::AlreadyInitialized
+                    | dbwarden::operator::InitError::KeyFileExists(_) => {
+                        Failure::Config(e.to_string())
+                    }
+                    other => Failure::Runtime(other.to_string()),
+                })?;
             match format {
                 Format::Json => println!("{}", serde_json::json!({ "root_token": token.as_str() })),
                 Format::Text => {
                     println!("Initial Root Token: {}", token.as_str());
-                    println!("\nStore it safely: it is shown once and dbwarden keeps only its HMAC.");
+                    println!(
+                        "\nStore it safely: it is shown once and dbwarden keeps only its HMAC."
+                    );
                 }
             }
             Ok(())

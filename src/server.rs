@@ -46,10 +46,23 @@ pub struct DevOptions {
 pub async fn run_dev(options: DevOptions) -> Result<(), ServerError> {
     let dir = tempfile_dir()?;
     let store = Store::open_sqlite(&dir.join("dbwarden.db")).await?;
-    let (core, root_token) = Core::initialize(store, &Seal::Ephemeral, options.root_token_id).await?;
-    crate::engine::mounts::enable(&core, "database", "database", "database engine (dev)", Default::default()).await?;
+    let (core, root_token) =
+        Core::initialize(store, &Seal::Ephemeral, options.root_token_id).await?;
+    crate::engine::mounts::enable(
+        &core,
+        "database",
+        "database",
+        "database engine (dev)",
+        Default::default(),
+    )
+    .await?;
     let listener = bind(options.listen).await?;
-    let addr = listener.local_addr().map_err(|source| ServerError::Listen { addr: options.listen, source })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| ServerError::Listen {
+            addr: options.listen,
+            source,
+        })?;
     // The one place a secret is printed on purpose: dev mode's root token, once. Write
     // errors (a closed pipe) must not stop the server, hence no println!.
     {
@@ -71,7 +84,8 @@ pub async fn run_dev(options: DevOptions) -> Result<(), ServerError> {
 
 fn tempfile_dir() -> Result<PathBuf, ServerError> {
     let dir = std::env::temp_dir().join(format!("dbwarden-dev-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).map_err(|e| ServerError::Tls(format!("cannot create {}: {e}", dir.display())))?;
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| ServerError::Tls(format!("cannot create {}: {e}", dir.display())))?;
     Ok(dir)
 }
 
@@ -82,8 +96,15 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
     let listener = bind(config.listen_address).await?;
     let addr = listener
         .local_addr()
-        .map_err(|source| ServerError::Listen { addr: config.listen_address, source })?;
-    let scheme = if config.listener.tls.is_some() { "https" } else { "http" };
+        .map_err(|source| ServerError::Listen {
+            addr: config.listen_address,
+            source,
+        })?;
+    let scheme = if config.listener.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     tracing::info!(%addr, "dbwarden listening on {scheme}://{addr}");
     serve(Arc::new(core), listener, config.listener.tls.as_ref()).await
 }
@@ -94,28 +115,43 @@ async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, ServerError> 
         .map_err(|source| ServerError::Listen { addr, source })
 }
 
-async fn serve(core: Arc<Core>, listener: tokio::net::TcpListener, tls: Option<&TlsConfig>) -> Result<(), ServerError> {
+async fn serve(
+    core: Arc<Core>,
+    listener: tokio::net::TcpListener,
+    tls: Option<&TlsConfig>,
+) -> Result<(), ServerError> {
     match crate::engine::database::recover_root_rotations(&core).await {
         Ok(0) => {}
         Ok(n) => tracing::info!(count = n, "finished interrupted root rotations"),
-        Err(e) => tracing::error!(error = %e, "recovering root rotations failed; will retry at next start"),
+        Err(e) => {
+            tracing::error!(error = %e, "recovering root rotations failed; will retry at next start")
+        }
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let worker = tokio::spawn(crate::engine::lease::worker(core.clone(), stop_rx));
     let app = crate::http::router(core).into_make_service_with_connect_info::<SocketAddr>();
-    let addr = listener.local_addr().map_err(|source| ServerError::Listen {
-        addr: SocketAddr::from(([0, 0, 0, 0], 0)),
-        source,
-    })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| ServerError::Listen {
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            source,
+        })?;
     let result = match tls {
         None => axum::serve(listener, app)
             .with_graceful_shutdown(shutdown_signal())
             .await
             .map_err(|source| ServerError::Listen { addr, source }),
         Some(tls) => {
-            let rustls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert_file, &tls.key_file)
-                .await
-                .map_err(|e| ServerError::Tls(format!("{} / {}: {e}", tls.cert_file.display(), tls.key_file.display())))?;
+            let rustls =
+                axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert_file, &tls.key_file)
+                    .await
+                    .map_err(|e| {
+                        ServerError::Tls(format!(
+                            "{} / {}: {e}",
+                            tls.cert_file.display(),
+                            tls.key_file.display()
+                        ))
+                    })?;
             let std_listener = listener
                 .into_std()
                 .map_err(|source| ServerError::Listen { addr, source })?;

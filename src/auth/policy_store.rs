@@ -41,14 +41,23 @@ pub async fn write(core: &Core, name: &str, source: &str) -> Result<()> {
         return Err(invalid("cannot update root policy"));
     }
     Policy::parse(&name, source).map_err(|e| invalid(format!("failed to parse policy: {e}")))?;
-    core.put_json(&key(&name), &StoredPolicy { name: name.clone(), policy: source.to_owned() })
-        .await
+    core.put_json(
+        &key(&name),
+        &StoredPolicy {
+            name: name.clone(),
+            policy: source.to_owned(),
+        },
+    )
+    .await
 }
 
 /// Reads a policy's source text.
 pub async fn read(core: &Core, name: &str) -> Result<Option<String>> {
     let name = normalize_name(name)?;
-    Ok(core.get_json::<StoredPolicy>(&key(&name)).await?.map(|p| p.policy))
+    Ok(core
+        .get_json::<StoredPolicy>(&key(&name))
+        .await?
+        .map(|p| p.policy))
 }
 
 /// Deletes a policy; `default` and `root` cannot be deleted.
@@ -78,7 +87,9 @@ pub async fn acl_for(core: &Core, token: &TokenEntry) -> Result<Acl> {
         if let Some(source) = read(core, name).await? {
             match Policy::parse(name, &source) {
                 Ok(p) => policies.push(p),
-                Err(e) => tracing::warn!(policy = %name, error = %e, "stored policy no longer parses; ignoring it"),
+                Err(e) => {
+                    tracing::warn!(policy = %name, error = %e, "stored policy no longer parses; ignoring it")
+                }
             }
         }
     }

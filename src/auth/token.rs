@@ -129,7 +129,10 @@ async fn persist_new(core: &Core, entry: &TokenEntry) -> Result<()> {
 }
 
 /// Creates a root token (never expires, policy `root`). `id` lets dev mode choose it.
-pub async fn create_root(core: &Core, id: Option<String>) -> Result<(Zeroizing<String>, TokenEntry)> {
+pub async fn create_root(
+    core: &Core,
+    id: Option<String>,
+) -> Result<(Zeroizing<String>, TokenEntry)> {
     let token = match id {
         Some(id) if id.len() < 8 => {
             return Err(invalid("a root token id must be at least 8 characters"));
@@ -160,29 +163,53 @@ pub async fn create_root(core: &Core, id: Option<String>) -> Result<(Zeroizing<S
 }
 
 /// Creates a child token of `parent`, with Vault's policy-subset and TTL rules.
-pub async fn create(core: &Core, parent: &TokenEntry, req: CreateToken) -> Result<(Zeroizing<String>, TokenEntry)> {
+pub async fn create(
+    core: &Core,
+    parent: &TokenEntry,
+    req: CreateToken,
+) -> Result<(Zeroizing<String>, TokenEntry)> {
     let mut policies: Vec<String> = if req.policies.is_empty() {
-        parent.policies.iter().filter(|p| *p != "default").cloned().collect()
+        parent
+            .policies
+            .iter()
+            .filter(|p| *p != "default")
+            .cloned()
+            .collect()
     } else {
-        req.policies.iter().map(|p| p.trim().to_lowercase()).filter(|p| !p.is_empty()).collect()
+        req.policies
+            .iter()
+            .map(|p| p.trim().to_lowercase())
+            .filter(|p| !p.is_empty())
+            .collect()
     };
-    if !parent.is_root() {
-        if let Some(p) = policies.iter().find(|p| !parent.policies.contains(p) && *p != "default") {
-            return Err(EngineError::PermissionDenied(format!(
-                "child policies must be subset of parent: {p:?} is not"
-            )));
-        }
+    if !parent.is_root()
+        && let Some(p) = policies
+            .iter()
+            .find(|p| !parent.policies.contains(p) && *p != "default")
+    {
+        return Err(EngineError::PermissionDenied(format!(
+            "child policies must be subset of parent: {p:?} is not"
+        )));
     }
-    if !req.no_default_policy && !policies.iter().any(|p| p == "default") && !policies.iter().any(|p| p == "root") {
+    if !req.no_default_policy
+        && !policies.iter().any(|p| p == "default")
+        && !policies.iter().any(|p| p == "root")
+    {
         policies.push("default".into());
     }
     policies.sort();
     policies.dedup();
     if policies.iter().any(|p| p == "root") && !parent.is_root() {
-        return Err(EngineError::PermissionDenied("root tokens may only be created by a root token".into()));
+        return Err(EngineError::PermissionDenied(
+            "root tokens may only be created by a root token".into(),
+        ));
     }
     let now = Utc::now().timestamp();
-    for (name, v) in [("ttl", req.ttl), ("explicit_max_ttl", req.explicit_max_ttl), ("period", req.period)] {
+    for (name, v) in [
+        ("ttl", req.ttl),
+        ("explicit_max_ttl", req.explicit_max_ttl),
+        ("period", req.period),
+    ] {
         if v.is_some_and(|v| v < 0) {
             return Err(invalid(format!("{name} must not be negative")));
         }
@@ -192,7 +219,11 @@ pub async fn create(core: &Core, parent: &TokenEntry, req: CreateToken) -> Resul
     let is_root_token = policies.iter().any(|p| p == "root");
     // Vault: period wins over ttl; otherwise ttl, else the system default; then clamp to
     // explicit max and to the system maximum. A root token without ttl never expires.
-    let mut ttl = if period > 0 { period } else { req.ttl.unwrap_or(0) };
+    let mut ttl = if period > 0 {
+        period
+    } else {
+        req.ttl.unwrap_or(0)
+    };
     if ttl == 0 && !(is_root_token && req.ttl.is_none() && explicit_max == 0) {
         ttl = SYSTEM_MAX_TTL;
     }
@@ -211,7 +242,12 @@ pub async fn create(core: &Core, parent: &TokenEntry, req: CreateToken) -> Resul
         expire_time = Some(parent_exp);
         ttl = parent_exp - now;
     }
-    let display_name = match req.display_name.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+    let display_name = match req
+        .display_name
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
         Some(name) => format!("token-{name}"),
         None => "token".to_owned(),
     };
@@ -251,7 +287,10 @@ pub async fn lookup_hmac(core: &Core, id_hmac: &str) -> Result<Option<TokenEntry
     let Some(entry) = core.get_json::<TokenEntry>(&id_key(id_hmac)).await? else {
         return Ok(None);
     };
-    if entry.expire_time.is_some_and(|e| e <= Utc::now().timestamp()) {
+    if entry
+        .expire_time
+        .is_some_and(|e| e <= Utc::now().timestamp())
+    {
         revoke_tree(core, &entry).await?;
         return Ok(None);
     }
@@ -260,7 +299,10 @@ pub async fn lookup_hmac(core: &Core, id_hmac: &str) -> Result<Option<TokenEntry
 
 /// Resolves an accessor to its token entry.
 pub async fn lookup_accessor(core: &Core, accessor: &str) -> Result<Option<TokenEntry>> {
-    match core.get_json::<AccessorEntry>(&accessor_key(accessor)).await? {
+    match core
+        .get_json::<AccessorEntry>(&accessor_key(accessor))
+        .await?
+    {
         Some(a) => lookup_hmac(core, &a.id_hmac).await,
         None => Ok(None),
     }
@@ -282,7 +324,11 @@ pub async fn spend_use(core: &Core, entry: &TokenEntry) -> Result<()> {
 
 /// Renews a token by `increment` seconds (or its creation TTL), within its limits.
 /// Returns the entry and a warning when the TTL was capped.
-pub async fn renew(core: &Core, entry: &TokenEntry, increment: Option<i64>) -> Result<(TokenEntry, Option<String>)> {
+pub async fn renew(
+    core: &Core,
+    entry: &TokenEntry,
+    increment: Option<i64>,
+) -> Result<(TokenEntry, Option<String>)> {
     if entry.expire_time.is_none() {
         return Err(invalid("token is not renewable: it does not expire"));
     }
@@ -347,10 +393,12 @@ async fn revoke_one(core: &Core, id_hmac: &str) -> Result<()> {
     };
     crate::engine::lease::revoke_by_owner(core, id_hmac).await?;
     for child in core.list(&format!("token/parent/{id_hmac}/")).await? {
-        core.delete(&format!("token/parent/{id_hmac}/{child}")).await?;
+        core.delete(&format!("token/parent/{id_hmac}/{child}"))
+            .await?;
     }
     if let Some(parent) = &entry.parent {
-        core.delete(&format!("token/parent/{parent}/{id_hmac}")).await?;
+        core.delete(&format!("token/parent/{parent}/{id_hmac}"))
+            .await?;
     }
     core.delete(&accessor_key(&entry.accessor)).await?;
     core.delete(&id_key(id_hmac)).await?;

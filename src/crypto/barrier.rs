@@ -97,7 +97,13 @@ fn seal_with(key: &[u8; 32], term: u32, aad: &str, plaintext: &[u8]) -> Vec<u8> 
     let cipher = Aes256Gcm::new(key.into());
     let nonce = Nonce::generate();
     let ciphertext = cipher
-        .encrypt(&nonce, Payload { msg: plaintext, aad: aad.as_bytes() })
+        .encrypt(
+            &nonce,
+            Payload {
+                msg: plaintext,
+                aad: aad.as_bytes(),
+            },
+        )
         .expect("AES-GCM encryption of an in-memory buffer cannot fail");
     let mut out = Vec::with_capacity(HEADER + ciphertext.len());
     out.push(VERSION);
@@ -111,14 +117,23 @@ fn parse_header(aad: &str, sealed: &[u8]) -> Result<u32, BarrierError> {
     if sealed.len() < HEADER + 16 || sealed[0] != VERSION {
         return Err(BarrierError::Malformed(aad.to_owned()));
     }
-    Ok(u32::from_be_bytes([sealed[1], sealed[2], sealed[3], sealed[4]]))
+    Ok(u32::from_be_bytes([
+        sealed[1], sealed[2], sealed[3], sealed[4],
+    ]))
 }
 
 fn open_with(key: &[u8; 32], aad: &str, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, BarrierError> {
     let cipher = Aes256Gcm::new(key.into());
-    let nonce = Nonce::try_from(&sealed[5..HEADER]).map_err(|_| BarrierError::Malformed(aad.to_owned()))?;
+    let nonce =
+        Nonce::try_from(&sealed[5..HEADER]).map_err(|_| BarrierError::Malformed(aad.to_owned()))?;
     cipher
-        .decrypt(&nonce, Payload { msg: &sealed[HEADER..], aad: aad.as_bytes() })
+        .decrypt(
+            &nonce,
+            Payload {
+                msg: &sealed[HEADER..],
+                aad: aad.as_bytes(),
+            },
+        )
         .map(Zeroizing::new)
         .map_err(|_| BarrierError::Authentication(aad.to_owned()))
 }
@@ -150,9 +165,13 @@ impl Barrier {
 
     /// Opens the stored keyring with `root`.
     pub async fn unseal(store: &Store, root: KeyBytes) -> Result<Barrier, BarrierError> {
-        let sealed = store.get(KEYRING_KEY).await?.ok_or(BarrierError::NotInitialized)?;
+        let sealed = store
+            .get(KEYRING_KEY)
+            .await?
+            .ok_or(BarrierError::NotInitialized)?;
         parse_header(KEYRING_KEY, &sealed)?;
-        let plain = open_with(&root, KEYRING_KEY, &sealed).map_err(|_| BarrierError::WrongRootKey)?;
+        let plain =
+            open_with(&root, KEYRING_KEY, &sealed).map_err(|_| BarrierError::WrongRootKey)?;
         let keyring: StoredKeyring = serde_json::from_slice(&plain)
             .map_err(|_| BarrierError::Malformed(KEYRING_KEY.into()))?;
         Ok(Barrier {
@@ -183,7 +202,10 @@ impl Barrier {
             .keys
             .iter()
             .find(|k| k.term == term)
-            .ok_or_else(|| BarrierError::UnknownTerm { key: key.to_owned(), term })?;
+            .ok_or_else(|| BarrierError::UnknownTerm {
+                key: key.to_owned(),
+                term,
+            })?;
         open_with(&data_key.key, key, sealed)
     }
 
@@ -237,12 +259,20 @@ mod tests {
     #[tokio::test]
     async fn seal_open_round_trip_and_aad_binding() {
         let (_dir, store) = store().await;
-        let barrier = Barrier::initialize(&store, Zeroizing::new([7u8; 32])).await.unwrap();
+        let barrier = Barrier::initialize(&store, Zeroizing::new([7u8; 32]))
+            .await
+            .unwrap();
         let sealed = barrier.seal("config/a", b"secret-bytes");
         assert!(!sealed.windows(12).any(|w| w == b"secret-bytes"));
-        assert_eq!(&barrier.open("config/a", &sealed).unwrap()[..], b"secret-bytes");
+        assert_eq!(
+            &barrier.open("config/a", &sealed).unwrap()[..],
+            b"secret-bytes"
+        );
         // Moving a value to another record fails authentication.
-        assert!(matches!(barrier.open("config/b", &sealed), Err(BarrierError::Authentication(_))));
+        assert!(matches!(
+            barrier.open("config/b", &sealed),
+            Err(BarrierError::Authentication(_))
+        ));
         // Tampering fails authentication.
         let mut bad = sealed.clone();
         *bad.last_mut().unwrap() ^= 1;
@@ -269,8 +299,14 @@ mod tests {
     #[tokio::test]
     async fn wrong_root_key_and_double_init_are_refused() {
         let (_dir, store) = store().await;
-        Barrier::initialize(&store, Zeroizing::new([1u8; 32])).await.unwrap();
-        assert!(Barrier::initialize(&store, Zeroizing::new([1u8; 32])).await.is_err());
+        Barrier::initialize(&store, Zeroizing::new([1u8; 32]))
+            .await
+            .unwrap();
+        assert!(
+            Barrier::initialize(&store, Zeroizing::new([1u8; 32]))
+                .await
+                .is_err()
+        );
         assert!(matches!(
             Barrier::unseal(&store, Zeroizing::new([2u8; 32])).await,
             Err(BarrierError::WrongRootKey)

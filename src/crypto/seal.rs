@@ -35,7 +35,9 @@ pub enum SealError {
     #[error("seal passphrase: environment variable {0} is not set or empty")]
     MissingPassphrase(String),
     /// The passphrase seal's parameters are missing from storage.
-    #[error("storage has no passphrase seal parameters (was it initialised with another seal type?)")]
+    #[error(
+        "storage has no passphrase seal parameters (was it initialised with another seal type?)"
+    )]
     MissingParameters,
     /// Key derivation failed.
     #[error("seal key derivation failed: {0}")]
@@ -86,7 +88,10 @@ impl Seal {
                 };
                 let key = derive(&passphrase, &params)?;
                 store
-                    .put(SEAL_CONFIG_KEY, &serde_json::to_vec(&params).expect("params serialise"))
+                    .put(
+                        SEAL_CONFIG_KEY,
+                        &serde_json::to_vec(&params).expect("params serialise"),
+                    )
                     .await?;
                 Ok(key)
             }
@@ -100,7 +105,10 @@ impl Seal {
             Seal::KeyFile(path) => read_key_file(path),
             Seal::Passphrase { env } => {
                 let passphrase = read_passphrase(env)?;
-                let raw = store.get(SEAL_CONFIG_KEY).await?.ok_or(SealError::MissingParameters)?;
+                let raw = store
+                    .get(SEAL_CONFIG_KEY)
+                    .await?
+                    .ok_or(SealError::MissingParameters)?;
                 let params: PassphraseParams =
                     serde_json::from_slice(&raw).map_err(|_| SealError::MissingParameters)?;
                 derive(&passphrase, &params)
@@ -189,7 +197,10 @@ mod tests {
         let path = dir.path().join("seal.key");
         let seal = Seal::KeyFile(path.clone());
         let key = seal.create(&store).await.unwrap();
-        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o400);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o400
+        );
         assert_eq!(*seal.root_key(&store).await.unwrap(), *key);
         assert!(seal.create(&store).await.is_err(), "must not overwrite");
     }
@@ -200,10 +211,17 @@ mod tests {
         let store = Store::open_sqlite(&dir.path().join("s.db")).await.unwrap();
         // SAFETY of env mutation: this variable name is used by this test only.
         unsafe { std::env::set_var("DBWARDEN_TEST_SEAL_PASSPHRASE", "correct horse") };
-        let seal = Seal::Passphrase { env: "DBWARDEN_TEST_SEAL_PASSPHRASE".into() };
+        let seal = Seal::Passphrase {
+            env: "DBWARDEN_TEST_SEAL_PASSPHRASE".into(),
+        };
         let key = seal.create(&store).await.unwrap();
         assert_eq!(*seal.root_key(&store).await.unwrap(), *key);
-        let missing = Seal::Passphrase { env: "DBWARDEN_TEST_UNSET_VAR".into() };
-        assert!(matches!(missing.root_key(&store).await, Err(SealError::MissingPassphrase(_))));
+        let missing = Seal::Passphrase {
+            env: "DBWARDEN_TEST_UNSET_VAR".into(),
+        };
+        assert!(matches!(
+            missing.root_key(&store).await,
+            Err(SealError::MissingPassphrase(_))
+        ));
     }
 }

@@ -19,7 +19,10 @@ pub fn descriptor(plugin_name: &str) -> Result<&'static BackendDescriptor> {
         .copied()
         .find(|d| d.plugin_names.contains(&plugin_name))
         .ok_or_else(|| {
-            let known: Vec<&str> = REGISTRY.iter().flat_map(|d| d.plugin_names.iter().copied()).collect();
+            let known: Vec<&str> = REGISTRY
+                .iter()
+                .flat_map(|d| d.plugin_names.iter().copied())
+                .collect();
             invalid(format!(
                 "unknown plugin_name \"{plugin_name}\"; this build supports: {}",
                 known.join(", ")
@@ -37,7 +40,11 @@ impl Backends {
     /// Returns the cached backend for `key`, opening it with `request` if needed.
     ///
     /// Opening happens under the lock so two concurrent first requests share one pool.
-    pub async fn get_or_open(&self, key: &str, request: impl FnOnce() -> OpenRequest) -> Result<Arc<dyn DatabaseBackend>> {
+    pub async fn get_or_open(
+        &self,
+        key: &str,
+        request: impl FnOnce() -> OpenRequest,
+    ) -> Result<Arc<dyn DatabaseBackend>> {
         let mut open = self.open.lock().await;
         if let Some(backend) = open.get(key) {
             return Ok(backend.clone());
@@ -61,7 +68,11 @@ impl Backends {
     pub async fn close_prefix(&self, prefix: &str) {
         let removed: Vec<Arc<dyn DatabaseBackend>> = {
             let mut open = self.open.lock().await;
-            let keys: Vec<String> = open.keys().filter(|k| k.starts_with(prefix)).cloned().collect();
+            let keys: Vec<String> = open
+                .keys()
+                .filter(|k| k.starts_with(prefix))
+                .cloned()
+                .collect();
             keys.iter().filter_map(|k| open.remove(k)).collect()
         };
         for backend in removed {

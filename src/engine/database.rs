@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use dbwarden_plugin::{
-    ChangePassword, DatabaseBackend, DeleteUserRequest, NewUserRequest, OpenRequest, UpdateUserRequest,
-    UsernameMetadata,
+    ChangePassword, DatabaseBackend, DeleteUserRequest, NewUserRequest, OpenRequest,
+    UpdateUserRequest, UsernameMetadata,
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
@@ -49,7 +49,10 @@ pub struct ConnectionConfig {
 impl ConnectionConfig {
     /// The admin username, if any.
     pub fn admin_username(&self) -> Option<&str> {
-        self.connection_details.get("username").and_then(Value::as_str).filter(|s| !s.is_empty())
+        self.connection_details
+            .get("username")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
     }
 
     /// The details as a client may see them: no password, and the URL's password redacted.
@@ -124,19 +127,26 @@ fn root_intent_key(mount: &Mount, name: &str) -> String {
 /// Checks an object name from a path.
 pub fn check_name(kind: &str, name: &str) -> Result<()> {
     if name.is_empty() || name.contains('/') || name.len() > 128 {
-        return Err(invalid(format!("{kind} name must be 1 to 128 characters without '/'")));
+        return Err(invalid(format!(
+            "{kind} name must be 1 to 128 characters without '/'"
+        )));
     }
     Ok(())
 }
 
 /// Reads a connection.
-pub async fn read_connection(core: &Core, mount: &Mount, name: &str) -> Result<Option<ConnectionConfig>> {
+pub async fn read_connection(
+    core: &Core,
+    mount: &Mount,
+    name: &str,
+) -> Result<Option<ConnectionConfig>> {
     core.get_json(&config_key(mount, name)).await
 }
 
 /// Lists connection names.
 pub async fn list_connections(core: &Core, mount: &Mount) -> Result<Vec<String>> {
-    core.list(&format!("{}config/", mount.storage_prefix())).await
+    core.list(&format!("{}config/", mount.storage_prefix()))
+        .await
 }
 
 fn open_request(config: &ConnectionConfig, verify: bool) -> OpenRequest {
@@ -148,16 +158,30 @@ fn open_request(config: &ConnectionConfig, verify: bool) -> OpenRequest {
 }
 
 /// Validates a connection (opening it, verifying if asked) and stores it.
-pub async fn write_connection(core: &Core, mount: &Mount, name: &str, config: ConnectionConfig) -> Result<()> {
+pub async fn write_connection(
+    core: &Core,
+    mount: &Mount,
+    name: &str,
+    config: ConnectionConfig,
+) -> Result<()> {
     check_name("connection", name)?;
-    if !config.password_policy.is_empty() && password_policy::read(core, &config.password_policy).await?.is_none() {
-        return Err(invalid(format!("password policy \"{}\" does not exist", config.password_policy)));
+    if !config.password_policy.is_empty()
+        && password_policy::read(core, &config.password_policy)
+            .await?
+            .is_none()
+    {
+        return Err(invalid(format!(
+            "password policy \"{}\" does not exist",
+            config.password_policy
+        )));
     }
     for key in ["username", "password"] {
         if let Some(Value::String(v)) = config.connection_details.get(key)
             && (v.contains("{{username}}") || v.contains("{{password}}"))
         {
-            return Err(invalid(format!("{key} may not contain {{{{username}}}} or {{{{password}}}} templates")));
+            return Err(invalid(format!(
+                "{key} may not contain {{{{username}}}} or {{{{password}}}} templates"
+            )));
         }
     }
     // Open before storing, as Vault does: a bad URL or template fails the write.
@@ -180,9 +204,11 @@ pub async fn delete_connection(core: &Core, mount: &Mount, name: &str) -> Result
 
 /// Closes the cached backend and re-opens it from storage, verifying the connection.
 pub async fn reset_connection(core: &Core, mount: &Mount, name: &str) -> Result<()> {
-    let config = read_connection(core, mount, name)
-        .await?
-        .ok_or_else(|| invalid(format!("unable to reset: connection \"{name}\" does not exist")))?;
+    let config = read_connection(core, mount, name).await?.ok_or_else(|| {
+        invalid(format!(
+            "unable to reset: connection \"{name}\" does not exist"
+        ))
+    })?;
     let key = config_key(mount, name);
     core.backends.close(&key).await;
     let backend = backend_for(core, mount, name, &config).await?;
@@ -191,7 +217,12 @@ pub async fn reset_connection(core: &Core, mount: &Mount, name: &str) -> Result<
 }
 
 /// The open backend of a connection.
-pub async fn backend_for(core: &Core, mount: &Mount, name: &str, config: &ConnectionConfig) -> Result<Arc<dyn DatabaseBackend>> {
+pub async fn backend_for(
+    core: &Core,
+    mount: &Mount,
+    name: &str,
+    config: &ConnectionConfig,
+) -> Result<Arc<dyn DatabaseBackend>> {
     core.backends
         .get_or_open(&config_key(mount, name), || open_request(config, false))
         .await
@@ -256,7 +287,12 @@ pub struct Requester {
 /// The lease is durable as *pending* before the user is created, so whatever happens
 /// afterwards (an error, a timeout, the process being killed) the user is covered by a
 /// lease that the worker will revoke. If this future is dropped half-way, the same holds.
-pub async fn issue_credential(core: &Core, mount: &Mount, role_name: &str, requester: &Requester) -> Result<IssuedCredential> {
+pub async fn issue_credential(
+    core: &Core,
+    mount: &Mount,
+    role_name: &str,
+    requester: &Requester,
+) -> Result<IssuedCredential> {
     let role = read_role(core, mount, role_name)
         .await?
         .ok_or_else(|| invalid(format!("unknown role: {role_name}")))?;
@@ -264,7 +300,9 @@ pub async fn issue_credential(core: &Core, mount: &Mount, role_name: &str, reque
         .await?
         .ok_or_else(|| invalid(format!("connection \"{}\" does not exist", role.db_name)))?;
     if !config.allows_role(role_name) {
-        return Err(EngineError::Internal(format!("\"{role_name}\" is not an allowed role")));
+        return Err(EngineError::Internal(format!(
+            "\"{role_name}\" is not an allowed role"
+        )));
     }
     if role.creation_statements.is_empty() {
         return Err(invalid("empty creation statements"));
@@ -292,7 +330,11 @@ pub async fn issue_credential(core: &Core, mount: &Mount, role_name: &str, reque
         .unwrap_or(&config.password_policy)
         .to_owned();
     let password = password_policy::generate(core, &policy_name).await?;
-    let lease_id = format!("{}/creds/{role_name}/{}", mount.path, crate::crypto::random_base62(24));
+    let lease_id = format!(
+        "{}/creds/{role_name}/{}",
+        mount.path,
+        crate::crypto::random_base62(24)
+    );
     let revocation = Revocation {
         mount_uuid: mount.uuid.clone(),
         revocation_statements: role.revocation_statements.clone(),
@@ -356,8 +398,16 @@ pub async fn issue_credential(core: &Core, mount: &Mount, role_name: &str, reque
 
 /// The max TTL a lease of this role may reach.
 pub fn effective_max_ttl(role: &RoleEntry, mount: &Mount) -> i64 {
-    let mount_max = if mount.config.max_lease_ttl > 0 { mount.config.max_lease_ttl } else { ttl::DEFAULT_MOUNT_TTL };
-    if role.max_ttl > 0 && role.max_ttl < mount_max { role.max_ttl } else { mount_max }
+    let mount_max = if mount.config.max_lease_ttl > 0 {
+        mount.config.max_lease_ttl
+    } else {
+        ttl::DEFAULT_MOUNT_TTL
+    };
+    if role.max_ttl > 0 && role.max_ttl < mount_max {
+        role.max_ttl
+    } else {
+        mount_max
+    }
 }
 
 /// The write-ahead record of a root rotation; sealed by the barrier like every entry.
@@ -383,7 +433,9 @@ pub async fn rotate_root(core: &Core, mount: &Mount, name: &str) -> Result<()> {
         .ok_or_else(|| invalid("unable to rotate root credentials: no username in configuration"))?
         .to_owned();
     if !config.connection_details.contains_key("password") {
-        return Err(invalid("unable to rotate root credentials: no password in configuration"));
+        return Err(invalid(
+            "unable to rotate root credentials: no password in configuration",
+        ));
     }
     let password = password_policy::generate(core, &config.password_policy).await?;
     let intent = RootRotationIntent {
@@ -398,7 +450,12 @@ pub async fn rotate_root(core: &Core, mount: &Mount, name: &str) -> Result<()> {
     core.delete(&intent_key).await
 }
 
-async fn finish_root_rotation(core: &Core, mount: &Mount, mut config: ConnectionConfig, intent: RootRotationIntent) -> Result<()> {
+async fn finish_root_rotation(
+    core: &Core,
+    mount: &Mount,
+    mut config: ConnectionConfig,
+    intent: RootRotationIntent,
+) -> Result<()> {
     let key = config_key(mount, &intent.connection);
     let backend = backend_for(core, mount, &intent.connection, &config).await?;
     let result = backend
@@ -417,9 +474,10 @@ async fn finish_root_rotation(core: &Core, mount: &Mount, mut config: Connection
         // The old password may already have been changed by an earlier attempt that
         // crashed before storing; if the new password works, roll forward.
         let mut candidate = config.clone();
-        candidate
-            .connection_details
-            .insert("password".into(), Value::String(intent.new_password.clone()));
+        candidate.connection_details.insert(
+            "password".into(),
+            Value::String(intent.new_password.clone()),
+        );
         let descriptor = super::backends::descriptor(&candidate.plugin_name)?;
         match (descriptor.open)(open_request(&candidate, true)).await {
             Ok(b) => b.close().await,
@@ -439,12 +497,17 @@ pub async fn recover_root_rotations(core: &Core) -> Result<usize> {
         let prefix = format!("{}intent/rotate-root/", mount.storage_prefix());
         for name in core.list(&prefix).await? {
             let key = format!("{prefix}{name}");
-            let Some(intent) = core.get_json::<RootRotationIntent>(&key).await? else { continue };
+            let Some(intent) = core.get_json::<RootRotationIntent>(&key).await? else {
+                continue;
+            };
             let Some(config) = read_connection(core, &mount, &name).await? else {
                 core.delete(&key).await?;
                 continue;
             };
-            let already = config.connection_details.get("password").and_then(Value::as_str)
+            let already = config
+                .connection_details
+                .get("password")
+                .and_then(Value::as_str)
                 == Some(intent.new_password.as_str());
             if !already {
                 finish_root_rotation(core, &mount, config, intent).await?;
@@ -457,19 +520,39 @@ pub async fn recover_root_rotations(core: &Core) -> Result<usize> {
 }
 
 /// Revokes a user through the connection's backend (used by the lease worker).
-pub async fn delete_user(core: &Core, mount: &Mount, connection: &str, username: &str, statements: Vec<String>) -> Result<()> {
+pub async fn delete_user(
+    core: &Core,
+    mount: &Mount,
+    connection: &str,
+    username: &str,
+    statements: Vec<String>,
+) -> Result<()> {
     let config = read_connection(core, mount, connection)
         .await?
-        .ok_or_else(|| invalid(format!("connection \"{connection}\" no longer exists; cannot revoke {username}")))?;
+        .ok_or_else(|| {
+            invalid(format!(
+                "connection \"{connection}\" no longer exists; cannot revoke {username}"
+            ))
+        })?;
     let backend = backend_for(core, mount, connection, &config).await?;
     backend
-        .delete_user(DeleteUserRequest { username: username.to_owned(), statements })
+        .delete_user(DeleteUserRequest {
+            username: username.to_owned(),
+            statements,
+        })
         .await?;
     Ok(())
 }
 
 /// Moves a user's expiry in the database (renewal).
-pub async fn renew_user(core: &Core, mount: &Mount, connection: &str, username: &str, statements: Vec<String>, expiration: DateTime<Utc>) -> Result<()> {
+pub async fn renew_user(
+    core: &Core,
+    mount: &Mount,
+    connection: &str,
+    username: &str,
+    statements: Vec<String>,
+    expiration: DateTime<Utc>,
+) -> Result<()> {
     let config = read_connection(core, mount, connection)
         .await?
         .ok_or_else(|| invalid(format!("connection \"{connection}\" no longer exists")))?;
@@ -478,7 +561,10 @@ pub async fn renew_user(core: &Core, mount: &Mount, connection: &str, username: 
         .update_user(UpdateUserRequest {
             username: username.to_owned(),
             password: None,
-            expiration: Some(dbwarden_plugin::ChangeExpiration { new_expiration: expiration, statements }),
+            expiration: Some(dbwarden_plugin::ChangeExpiration {
+                new_expiration: expiration,
+                statements,
+            }),
         })
         .await?;
     Ok(())
@@ -500,11 +586,17 @@ mod tests {
 
     #[test]
     fn allowed_roles_globs() {
-        let c = ConnectionConfig { allowed_roles: vec!["ro-*".into(), "admin".into()], ..Default::default() };
+        let c = ConnectionConfig {
+            allowed_roles: vec!["ro-*".into(), "admin".into()],
+            ..Default::default()
+        };
         assert!(c.allows_role("ro-1"));
         assert!(c.allows_role("admin"));
         assert!(!c.allows_role("rw"));
-        let all = ConnectionConfig { allowed_roles: vec!["*".into()], ..Default::default() };
+        let all = ConnectionConfig {
+            allowed_roles: vec!["*".into()],
+            ..Default::default()
+        };
         assert!(all.allows_role("anything"));
         assert!(!ConnectionConfig::default().allows_role("x"));
     }

@@ -83,7 +83,8 @@ fn revocation_key(id: &str) -> String {
 
 /// Writes the pending lease (the intent) durably.
 pub async fn insert_pending(core: &Core, lease: &PendingLease) -> Result<()> {
-    let plain = serde_json::to_vec(&lease.revocation).map_err(|e| EngineError::Internal(e.to_string()))?;
+    let plain =
+        serde_json::to_vec(&lease.revocation).map_err(|e| EngineError::Internal(e.to_string()))?;
     let row = LeaseRow {
         id: lease.id.clone(),
         mount: lease.mount.clone(),
@@ -108,14 +109,19 @@ pub async fn insert_pending(core: &Core, lease: &PendingLease) -> Result<()> {
 
 /// Marks a pending lease active; the worker will act on it at `expire`.
 pub async fn activate(core: &Core, id: &str, expire: DateTime<Utc>) -> Result<()> {
-    core.store.set_lease_state(id, LeaseState::Active, millis(expire)).await?;
+    core.store
+        .set_lease_state(id, LeaseState::Active, millis(expire))
+        .await?;
     core.lease_wake.notify_one();
     Ok(())
 }
 
 fn open_revocation(core: &Core, row: &LeaseRow) -> Result<Revocation> {
-    let plain = core.barrier.open(&revocation_key(&row.id), &row.revocation)?;
-    serde_json::from_slice(&plain).map_err(|e| EngineError::Internal(format!("lease {} is unreadable: {e}", row.id)))
+    let plain = core
+        .barrier
+        .open(&revocation_key(&row.id), &row.revocation)?;
+    serde_json::from_slice(&plain)
+        .map_err(|e| EngineError::Internal(format!("lease {} is unreadable: {e}", row.id)))
 }
 
 async fn mount_for(core: &Core, row: &LeaseRow, revocation: &Revocation) -> Result<mounts::Mount> {
@@ -131,7 +137,11 @@ async fn mount_for(core: &Core, row: &LeaseRow, revocation: &Revocation) -> Resu
 pub async fn revoke_row(core: &Core, row: &LeaseRow) -> Result<()> {
     // Claim: if this process dies now, the worker retries after the grace period.
     core.store
-        .set_lease_state(&row.id, LeaseState::Revoking, now_ms() + PENDING_GRACE.as_millis() as i64)
+        .set_lease_state(
+            &row.id,
+            LeaseState::Revoking,
+            now_ms() + PENDING_GRACE.as_millis() as i64,
+        )
         .await?;
     let outcome = async {
         let revocation = open_revocation(core, row)?;
@@ -141,7 +151,14 @@ pub async fn revoke_row(core: &Core, row: &LeaseRow) -> Result<()> {
             Some(role) => role.revocation_statements,
             None => revocation.revocation_statements,
         };
-        database::delete_user(core, &mount, &row.connection_name, &row.username, statements).await
+        database::delete_user(
+            core,
+            &mount,
+            &row.connection_name,
+            &row.username,
+            statements,
+        )
+        .await
     }
     .await;
     match outcome {
@@ -165,7 +182,9 @@ pub async fn revoke_row(core: &Core, row: &LeaseRow) -> Result<()> {
 /// Exponential backoff with ±50 % jitter, capped.
 pub fn backoff(attempt: i64) -> Duration {
     let exp = u32::try_from(attempt.clamp(1, 20) - 1).unwrap_or(0);
-    let base = RETRY_BASE.saturating_mul(2u32.saturating_pow(exp)).min(RETRY_CAP);
+    let base = RETRY_BASE
+        .saturating_mul(2u32.saturating_pow(exp))
+        .min(RETRY_CAP);
     let jitter = rand::rng().random_range(0.5..1.5);
     base.mul_f64(jitter).min(RETRY_CAP)
 }
@@ -197,7 +216,11 @@ fn from_ms(ms: i64) -> DateTime<Utc> {
 
 /// Looks up a lease.
 pub async fn lookup(core: &Core, id: &str) -> Result<LeaseInfo> {
-    let row = core.store.get_lease(id).await?.ok_or_else(|| invalid("invalid lease"))?;
+    let row = core
+        .store
+        .get_lease(id)
+        .await?
+        .ok_or_else(|| invalid("invalid lease"))?;
     let now = now_ms();
     Ok(LeaseInfo {
         id: row.id.clone(),
@@ -213,11 +236,17 @@ pub async fn lookup(core: &Core, id: &str) -> Result<LeaseInfo> {
 
 /// Renews a lease with Vault's arithmetic; returns the new TTL and any warning.
 pub async fn renew(core: &Core, id: &str, increment: Option<i64>) -> Result<(i64, Option<String>)> {
-    let row = core.store.get_lease(id).await?.ok_or_else(|| invalid("lease not found"))?;
+    let row = core
+        .store
+        .get_lease(id)
+        .await?
+        .ok_or_else(|| invalid("lease not found"))?;
     match row.state {
         LeaseState::Active => {}
         LeaseState::Revoking if row.revoke_error.is_some() => {
-            return Err(invalid("lease is expired and has failed previous revocation attempts"));
+            return Err(invalid(
+                "lease is expired and has failed previous revocation attempts",
+            ));
         }
         _ => return Err(invalid("lease expired")),
     }
@@ -233,7 +262,11 @@ pub async fn renew(core: &Core, id: &str, increment: Option<i64>) -> Result<(i64
     let role = database::read_role(core, &mount, &row.role_name).await?;
     let (default_ttl, max_ttl, statements) = match &role {
         Some(r) => (r.default_ttl, r.max_ttl, r.renew_statements.clone()),
-        None => (revocation.role_default_ttl, revocation.role_max_ttl, revocation.renew_statements.clone()),
+        None => (
+            revocation.role_default_ttl,
+            revocation.role_max_ttl,
+            revocation.renew_statements.clone(),
+        ),
     };
     let inputs = TtlInputs {
         increment: increment.unwrap_or(0),
@@ -254,7 +287,11 @@ pub async fn renew(core: &Core, id: &str, increment: Option<i64>) -> Result<(i64
         expire + chrono::Duration::seconds(5),
     )
     .await?;
-    if !core.store.renew_lease(id, millis(expire), millis(now)).await? {
+    if !core
+        .store
+        .renew_lease(id, millis(expire), millis(now))
+        .await?
+    {
         return Err(invalid("lease expired"));
     }
     Ok((ttl_secs, warning))
@@ -272,7 +309,10 @@ pub async fn revoke(core: &Core, id: &str) -> Result<()> {
 /// leases deleted anyway (`revoke-force`: the operator takes responsibility).
 pub async fn revoke_prefix(core: &Core, prefix: &str, force: bool) -> Result<()> {
     // An exact lease id without trailing slash revokes just that lease.
-    let prefix = if core.store.get_lease(prefix).await?.is_some() || prefix.ends_with('/') || prefix.is_empty() {
+    let prefix = if core.store.get_lease(prefix).await?.is_some()
+        || prefix.ends_with('/')
+        || prefix.is_empty()
+    {
         prefix.to_owned()
     } else {
         format!("{prefix}/")
@@ -280,7 +320,9 @@ pub async fn revoke_prefix(core: &Core, prefix: &str, force: bool) -> Result<()>
     let ids = core.store.list_lease_ids(&prefix).await?;
     let mut first_error = None;
     for id in ids {
-        let Some(row) = core.store.get_lease(&id).await? else { continue };
+        let Some(row) = core.store.get_lease(&id).await? else {
+            continue;
+        };
         if let Err(e) = revoke_row(core, &row).await {
             if force {
                 tracing::warn!(lease_id = %id, error = %e, "revoke-force: deleting lease despite revocation failure");
@@ -337,7 +379,9 @@ pub async fn worker(core: Arc<Core>, mut shutdown: tokio::sync::watch::Receiver<
             Err(e) => tracing::error!(error = %e, "lease worker pass failed"),
         }
         let sleep = match core.store.next_due().await {
-            Ok(Some(at)) => Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0)).min(MAX_SLEEP),
+            Ok(Some(at)) => {
+                Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0)).min(MAX_SLEEP)
+            }
             _ => MAX_SLEEP,
         };
         tokio::select! {

@@ -52,9 +52,14 @@ pub fn normalize_path(path: &str) -> Result<String> {
     }
     let first = path.split('/').next().unwrap_or_default();
     if RESERVED.contains(&first) {
-        return Err(invalid(format!("cannot mount at reserved path \"{path}/\"")));
+        return Err(invalid(format!(
+            "cannot mount at reserved path \"{path}/\""
+        )));
     }
-    if path.split('/').any(|s| s.is_empty() || s == "." || s == "..") {
+    if path
+        .split('/')
+        .any(|s| s.is_empty() || s == "." || s == "..")
+    {
         return Err(invalid(format!("invalid mount path \"{path}\"")));
     }
     Ok(path.to_owned())
@@ -62,18 +67,29 @@ pub fn normalize_path(path: &str) -> Result<String> {
 
 /// All mounts.
 pub async fn list(core: &Core) -> Result<Vec<Mount>> {
-    Ok(core.get_json::<Vec<Mount>>(MOUNTS_KEY).await?.unwrap_or_default())
+    Ok(core
+        .get_json::<Vec<Mount>>(MOUNTS_KEY)
+        .await?
+        .unwrap_or_default())
 }
 
 /// Mounts a database engine at `path`.
-pub async fn enable(core: &Core, path: &str, kind: &str, description: &str, config: MountConfig) -> Result<Mount> {
+pub async fn enable(
+    core: &Core,
+    path: &str,
+    kind: &str,
+    description: &str,
+    config: MountConfig,
+) -> Result<Mount> {
     let path = normalize_path(path)?;
     if kind != "database" {
         return Err(invalid(format!("plugin not found in the catalog: {kind}")));
     }
     let mut mounts = list(core).await?;
     if mounts.iter().any(|m| {
-        m.path == path || path.starts_with(&format!("{}/", m.path)) || m.path.starts_with(&format!("{path}/"))
+        m.path == path
+            || path.starts_with(&format!("{}/", m.path))
+            || m.path.starts_with(&format!("{path}/"))
     }) {
         return Err(invalid(format!("path is already in use at {path}/")));
     }

@@ -19,7 +19,9 @@ fn key(name: &str) -> String {
 
 fn check_name(name: &str) -> Result<()> {
     if name.is_empty() || name.contains('/') {
-        return Err(invalid("password policy name must be non-empty and contain no '/'"));
+        return Err(invalid(
+            "password policy name must be non-empty and contain no '/'",
+        ));
     }
     Ok(())
 }
@@ -28,7 +30,9 @@ fn check_name(name: &str) -> Result<()> {
 pub async fn write(core: &Core, name: &str, source: &str) -> Result<()> {
     check_name(name)?;
     let text = match base64::engine::general_purpose::STANDARD.decode(source.trim()) {
-        Ok(bytes) if !source.trim().is_empty() => String::from_utf8(bytes).unwrap_or_else(|_| source.to_owned()),
+        Ok(bytes) if !source.trim().is_empty() => {
+            String::from_utf8(bytes).unwrap_or_else(|_| source.to_owned())
+        }
         _ => source.to_owned(),
     };
     let policy = PasswordPolicy::parse(&text).map_err(|e| invalid(e.to_string()))?;

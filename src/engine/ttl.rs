@@ -24,7 +24,11 @@ pub struct TtlInputs {
 /// else the mount default; it is capped so that `start + max_ttl` is never passed.
 /// Returns the TTL and the warning Vault adds when capping.
 pub fn calculate(inputs: TtlInputs, start: i64, now: i64) -> Result<(i64, Option<String>)> {
-    let mount_max = if inputs.mount_max_ttl > 0 { inputs.mount_max_ttl } else { DEFAULT_MOUNT_TTL };
+    let mount_max = if inputs.mount_max_ttl > 0 {
+        inputs.mount_max_ttl
+    } else {
+        DEFAULT_MOUNT_TTL
+    };
     let max_ttl = if inputs.backend_max_ttl > 0 && inputs.backend_max_ttl < mount_max {
         inputs.backend_max_ttl
     } else {
@@ -73,17 +77,29 @@ mod tests {
 
     #[test]
     fn defaults_cascade() {
-        let i = TtlInputs { backend_ttl: 3600, backend_max_ttl: 86400, ..Default::default() };
+        let i = TtlInputs {
+            backend_ttl: 3600,
+            backend_max_ttl: 86400,
+            ..Default::default()
+        };
         assert_eq!(calculate(i, 0, 0).unwrap(), (3600, None));
         let i = TtlInputs::default();
         assert_eq!(calculate(i, 0, 0).unwrap().0, DEFAULT_MOUNT_TTL);
-        let i = TtlInputs { mount_default_ttl: 60, ..Default::default() };
+        let i = TtlInputs {
+            mount_default_ttl: 60,
+            ..Default::default()
+        };
         assert_eq!(calculate(i, 0, 0).unwrap().0, 60);
     }
 
     #[test]
     fn increment_is_capped_at_issue_plus_max() {
-        let i = TtlInputs { increment: 3600, backend_ttl: 60, backend_max_ttl: 600, ..Default::default() };
+        let i = TtlInputs {
+            increment: 3600,
+            backend_ttl: 60,
+            backend_max_ttl: 600,
+            ..Default::default()
+        };
         let (ttl, warning) = calculate(i, 1000, 1002).unwrap();
         assert_eq!(ttl, 598);
         assert_eq!(
@@ -95,8 +111,21 @@ mod tests {
 
     #[test]
     fn role_max_above_mount_max_uses_mount_max() {
-        let i = TtlInputs { backend_ttl: 10, backend_max_ttl: 1000, mount_max_ttl: 100, ..Default::default() };
-        let (ttl, _) = calculate(TtlInputs { increment: 500, ..i }, 0, 0).unwrap();
+        let i = TtlInputs {
+            backend_ttl: 10,
+            backend_max_ttl: 1000,
+            mount_max_ttl: 100,
+            ..Default::default()
+        };
+        let (ttl, _) = calculate(
+            TtlInputs {
+                increment: 500,
+                ..i
+            },
+            0,
+            0,
+        )
+        .unwrap();
         assert_eq!(ttl, 100);
     }
 }

@@ -25,8 +25,14 @@ const ENGINE_FIELDS: &[&str] = &[
 /// Whether the object a write targets exists.
 pub async fn exists(core: &Core, mount: &Mount, rest: &str) -> Result<Option<bool>> {
     Ok(match split_first(rest) {
-        ("config", name) if !name.is_empty() => Some(database::read_connection(core, mount, name).await?.is_some()),
-        ("roles", name) if !name.is_empty() => Some(database::read_role(core, mount, name).await?.is_some()),
+        ("config", name) if !name.is_empty() => Some(
+            database::read_connection(core, mount, name)
+                .await?
+                .is_some(),
+        ),
+        ("roles", name) if !name.is_empty() => {
+            Some(database::read_role(core, mount, name).await?.is_some())
+        }
         _ => None,
     })
 }
@@ -35,7 +41,9 @@ pub async fn exists(core: &Core, mount: &Mount, rest: &str) -> Result<Option<boo
 pub async fn handle(core: &Core, req: &Request, mount: &Mount, rest: &str) -> Result<Response> {
     let (head, name) = split_first(rest);
     match (head, req.op, name.is_empty()) {
-        ("config", Operation::List, true) => Response::keys(database::list_connections(core, mount).await?),
+        ("config", Operation::List, true) => {
+            Response::keys(database::list_connections(core, mount).await?)
+        }
         ("config", Operation::Read, false) => read_connection(core, mount, name).await,
         ("config", op, false) if op.is_write() => write_connection(core, req, mount, name).await,
         ("config", Operation::Delete, false) => {
@@ -50,9 +58,13 @@ pub async fn handle(core: &Core, req: &Request, mount: &Mount, rest: &str) -> Re
             database::rotate_root(core, mount, name).await?;
             Ok(Response::empty())
         }
-        ("roles", Operation::List, true) => Response::keys(database::list_roles(core, mount).await?),
+        ("roles", Operation::List, true) => {
+            Response::keys(database::list_roles(core, mount).await?)
+        }
         ("roles", Operation::Read, false) => {
-            let role = database::read_role(core, mount, name).await?.ok_or(EngineError::NotFound)?;
+            let role = database::read_role(core, mount, name)
+                .await?
+                .ok_or(EngineError::NotFound)?;
             Ok(Response::data(role_json(&role)))
         }
         ("roles", op, false) if op.is_write() => write_role(core, req, mount, name).await,
@@ -70,7 +82,9 @@ pub async fn handle(core: &Core, req: &Request, mount: &Mount, rest: &str) -> Re
 }
 
 async fn read_connection(core: &Core, mount: &Mount, name: &str) -> Result<Response> {
-    let config = database::read_connection(core, mount, name).await?.ok_or(EngineError::NotFound)?;
+    let config = database::read_connection(core, mount, name)
+        .await?
+        .ok_or(EngineError::NotFound)?;
     Ok(Response::data(json!({
         "plugin_name": config.plugin_name,
         "plugin_version": config.plugin_version,
@@ -82,10 +96,17 @@ async fn read_connection(core: &Core, mount: &Mount, name: &str) -> Result<Respo
     })))
 }
 
-async fn write_connection(core: &Core, req: &Request, mount: &Mount, name: &str) -> Result<Response> {
+async fn write_connection(
+    core: &Core,
+    req: &Request,
+    mount: &Mount,
+    name: &str,
+) -> Result<Response> {
     let d = &req.data;
     // An update merges into the stored connection, as Vault does.
-    let mut config = database::read_connection(core, mount, name).await?.unwrap_or_default();
+    let mut config = database::read_connection(core, mount, name)
+        .await?
+        .unwrap_or_default();
     if let Some(plugin) = d.string("plugin_name")? {
         config.plugin_name = plugin;
     }
@@ -123,7 +144,9 @@ async fn write_connection(core: &Core, req: &Request, mount: &Mount, name: &str)
 }
 
 fn password_in_url_warning(config: &ConnectionConfig) -> Vec<String> {
-    let Some(Value::String(url)) = config.connection_details.get("connection_url") else { return Vec::new() };
+    let Some(Value::String(url)) = config.connection_details.get("connection_url") else {
+        return Vec::new();
+    };
     if url.contains("{{password}}") {
         return Vec::new();
     }
@@ -161,10 +184,12 @@ fn update_list(fields: &Fields, key: &str, target: &mut Vec<String>) -> Result<(
 
 async fn write_role(core: &Core, req: &Request, mount: &Mount, name: &str) -> Result<Response> {
     let d = &req.data;
-    let mut role = database::read_role(core, mount, name).await?.unwrap_or_else(|| RoleEntry {
-        credential_type: "password".into(),
-        ..Default::default()
-    });
+    let mut role = database::read_role(core, mount, name)
+        .await?
+        .unwrap_or_else(|| RoleEntry {
+            credential_type: "password".into(),
+            ..Default::default()
+        });
     if let Some(db) = d.string("db_name")? {
         role.db_name = db;
     }

@@ -67,9 +67,10 @@ fn json_response(status: StatusCode, body: Option<Value>) -> HttpResponse {
         None => status.into_response(),
     };
     // hvac compares Content-Type to "application/json" exactly: no charset.
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     response
 }
 
@@ -78,9 +79,16 @@ pub fn render(response: Response, request_id: &str) -> HttpResponse {
     if let Some(raw) = response.raw {
         return json_response(StatusCode::OK, Some(raw));
     }
-    let empty = response.data.is_none() && response.lease.is_none() && response.auth.is_none() && response.warnings.is_empty();
+    let empty = response.data.is_none()
+        && response.lease.is_none()
+        && response.auth.is_none()
+        && response.warnings.is_empty();
     if empty {
-        let status = if response.accepted { StatusCode::ACCEPTED } else { StatusCode::NO_CONTENT };
+        let status = if response.accepted {
+            StatusCode::ACCEPTED
+        } else {
+            StatusCode::NO_CONTENT
+        };
         return json_response(status, None);
     }
     let (lease_id, lease_duration, renewable) = response.lease.unwrap_or_default();
@@ -94,14 +102,20 @@ pub fn render(response: Response, request_id: &str) -> HttpResponse {
         "warnings": if response.warnings.is_empty() { Value::Null } else { json!(response.warnings) },
         "auth": response.auth,
     });
-    let status = if response.accepted { StatusCode::ACCEPTED } else { StatusCode::OK };
+    let status = if response.accepted {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
     json_response(status, Some(body))
 }
 
 /// Maps an engine error to a status and `{"errors": [...]}`.
 pub fn render_error(err: &EngineError) -> HttpResponse {
     let (status, message) = match err {
-        EngineError::NotFound => return json_response(StatusCode::NOT_FOUND, Some(json!({"errors": []}))),
+        EngineError::NotFound => {
+            return json_response(StatusCode::NOT_FOUND, Some(json!({"errors": []})));
+        }
         EngineError::InvalidRequest(m) => (StatusCode::BAD_REQUEST, m.clone()),
         EngineError::PermissionDenied(m) => (StatusCode::FORBIDDEN, m.clone()),
         EngineError::UnsupportedPath(m) => (StatusCode::NOT_FOUND, m.clone()),
@@ -109,10 +123,15 @@ pub fn render_error(err: &EngineError) -> HttpResponse {
         EngineError::Backend(BackendError::InvalidConfig(_) | BackendError::InvalidRequest(_)) => {
             (StatusCode::BAD_REQUEST, err.to_string())
         }
-        EngineError::Backend(_) | EngineError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, err.to_string()),
+        EngineError::Backend(_) | EngineError::Internal(_) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, err.to_string())
+        }
         EngineError::Storage(_) | EngineError::Barrier(_) | EngineError::Seal(_) => {
             tracing::error!(error = %err, "internal error");
-            (StatusCode::INTERNAL_SERVER_ERROR, "internal error; see the server log".to_owned())
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error; see the server log".to_owned(),
+            )
         }
     };
     if status.is_server_error() {

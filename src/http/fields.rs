@@ -6,7 +6,9 @@ use serde_json::{Map, Value};
 use crate::engine::error::{EngineError, Result};
 
 fn bad(key: &str, expected: &str) -> EngineError {
-    EngineError::InvalidRequest(format!("error converting input for field \"{key}\": expected {expected}"))
+    EngineError::InvalidRequest(format!(
+        "error converting input for field \"{key}\": expected {expected}"
+    ))
 }
 
 /// The fields of one request.
@@ -56,7 +58,11 @@ impl Fields {
             None => Ok(None),
             Some(Value::Number(n)) => n.as_i64().map(Some).ok_or_else(|| bad(key, "an integer")),
             Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
-            Some(Value::String(s)) => s.trim().parse().map(Some).map_err(|_| bad(key, "an integer")),
+            Some(Value::String(s)) => s
+                .trim()
+                .parse()
+                .map(Some)
+                .map_err(|_| bad(key, "an integer")),
             Some(_) => Err(bad(key, "an integer")),
         }
     }
@@ -69,11 +75,15 @@ impl Fields {
                 .as_i64()
                 .or_else(|| n.as_f64().map(|f| f as i64))
                 .ok_or_else(|| bad(key, "a duration"))?,
-            Some(Value::String(s)) => parse_duration(s).ok_or_else(|| bad(key, "a duration such as 3600 or \"1h\""))?,
+            Some(Value::String(s)) => {
+                parse_duration(s).ok_or_else(|| bad(key, "a duration such as 3600 or \"1h\""))?
+            }
             Some(_) => return Err(bad(key, "a duration")),
         };
         if secs < 0 {
-            return Err(EngineError::InvalidRequest(format!("field \"{key}\" must not be negative")));
+            return Err(EngineError::InvalidRequest(format!(
+                "field \"{key}\" must not be negative"
+            )));
         }
         Ok(Some(secs))
     }
@@ -101,14 +111,21 @@ impl Fields {
     pub fn comma_list(&self, key: &str) -> Result<Option<Vec<String>>> {
         match self.raw(key) {
             Some(Value::String(s)) => Ok(Some(
-                s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+                s.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
             )),
             _ => self.string_list(key),
         }
     }
 
     /// A map of string to string (also accepts `["k=v"]`).
-    pub fn kv_pairs(&self, key: &str) -> Result<Option<std::collections::BTreeMap<String, String>>> {
+    pub fn kv_pairs(
+        &self,
+        key: &str,
+    ) -> Result<Option<std::collections::BTreeMap<String, String>>> {
         match self.raw(key) {
             None => Ok(None),
             Some(Value::Object(m)) => m
@@ -161,7 +178,9 @@ mod tests {
 
     #[test]
     fn durations_coerce_like_vault() {
-        let f = fields(json!({"a": 60, "b": "1h", "c": "3600", "d": null, "e": "1h30m", "f": -1, "g": "soon"}));
+        let f = fields(
+            json!({"a": 60, "b": "1h", "c": "3600", "d": null, "e": "1h30m", "f": -1, "g": "soon"}),
+        );
         assert_eq!(f.duration("a").unwrap(), Some(60));
         assert_eq!(f.duration("b").unwrap(), Some(3600));
         assert_eq!(f.duration("c").unwrap(), Some(3600));
@@ -176,9 +195,15 @@ mod tests {
     fn lists_coerce_like_vault() {
         let f = fields(json!({"a": "x", "b": ["x", " y "], "c": "", "d": "x, y,", "e": 3}));
         assert_eq!(f.string_list("a").unwrap(), Some(vec!["x".into()]));
-        assert_eq!(f.string_list("b").unwrap(), Some(vec!["x".into(), "y".into()]));
+        assert_eq!(
+            f.string_list("b").unwrap(),
+            Some(vec!["x".into(), "y".into()])
+        );
         assert_eq!(f.string_list("c").unwrap(), Some(vec![]));
-        assert_eq!(f.comma_list("d").unwrap(), Some(vec!["x".into(), "y".into()]));
+        assert_eq!(
+            f.comma_list("d").unwrap(),
+            Some(vec!["x".into(), "y".into()])
+        );
         assert!(f.string_list("e").is_err());
     }
 

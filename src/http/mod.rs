@@ -78,7 +78,9 @@ pub struct Request {
 impl Request {
     /// The caller's token; handlers on authenticated paths always have one.
     pub fn token(&self) -> Result<&TokenEntry> {
-        self.token.as_ref().ok_or_else(|| EngineError::PermissionDenied("permission denied".into()))
+        self.token
+            .as_ref()
+            .ok_or_else(|| EngineError::PermissionDenied("permission denied".into()))
     }
 }
 
@@ -123,8 +125,12 @@ fn parse_body(body: &Bytes) -> Result<Map<String, Value>> {
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(map)) => Ok(map),
         Ok(Value::Null) => Ok(Map::new()),
-        Ok(_) => Err(EngineError::InvalidRequest("request body must be a JSON object".into())),
-        Err(e) => Err(EngineError::InvalidRequest(format!("failed to parse JSON input: {e}"))),
+        Ok(_) => Err(EngineError::InvalidRequest(
+            "request body must be a JSON object".into(),
+        )),
+        Err(e) => Err(EngineError::InvalidRequest(format!(
+            "failed to parse JSON input: {e}"
+        ))),
     }
 }
 
@@ -195,7 +201,11 @@ async fn serve(
     }
     let acl = crate::auth::policy_store::acl_for(core, &token).await?;
     // Vault's LIST requests carry a trailing slash, and policies are written that way.
-    let acl_path = if request.op == Operation::List { format!("{}/", request.path) } else { request.path.clone() };
+    let acl_path = if request.op == Operation::List {
+        format!("{}/", request.path)
+    } else {
+        request.path.clone()
+    };
     let decision = acl.allowed(&acl_path, request.op.capability());
     if !decision.allowed || (needs_sudo(&request.path, request.op) && !decision.sudo) {
         return Err(EngineError::PermissionDenied("permission denied".into()));

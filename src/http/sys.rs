@@ -15,7 +15,9 @@ pub async fn exists(core: &Core, rest: &str) -> Result<Option<bool>> {
     Ok(match head {
         "policy" if !tail.is_empty() => Some(policy_store::read(core, tail).await?.is_some()),
         "policies" => match split_first(tail) {
-            ("acl", name) if !name.is_empty() => Some(policy_store::read(core, name).await?.is_some()),
+            ("acl", name) if !name.is_empty() => {
+                Some(policy_store::read(core, name).await?.is_some())
+            }
             ("password", name) if !name.is_empty() && !name.ends_with("/generate") => {
                 Some(password_policy::read(core, name).await?.is_some())
             }
@@ -30,7 +32,9 @@ pub async fn handle(core: &Core, req: &Request, rest: &str) -> Result<Response> 
     let (head, tail) = split_first(rest);
     match head {
         "health" | "seal-status" => health(core, head),
-        "leader" => Ok(Response::data(json!({"ha_enabled": false, "is_self": true, "leader_address": ""}))),
+        "leader" => Ok(Response::data(
+            json!({"ha_enabled": false, "is_self": true, "leader_address": ""}),
+        )),
         "mounts" => mount_routes(core, req, tail).await,
         "policy" => legacy_policy(core, req, tail).await,
         "policies" => match split_first(tail) {
@@ -57,7 +61,9 @@ pub async fn handle(core: &Core, req: &Request, rest: &str) -> Result<Response> 
 }
 
 fn not_found<T>(rest: &str) -> Result<T> {
-    Err(EngineError::UnsupportedPath(format!("no handler for route \"sys/{rest}\". route entry not found.")))
+    Err(EngineError::UnsupportedPath(format!(
+        "no handler for route \"sys/{rest}\". route entry not found."
+    )))
 }
 
 fn health(_core: &Core, which: &str) -> Result<Response> {
@@ -135,7 +141,10 @@ async fn mount_routes(core: &Core, req: &Request, tail: &str) -> Result<Response
     match req.op {
         Operation::Read => Ok(Response::data(mount_json(&mounts::get(core, tail).await?))),
         op if op.is_write() => {
-            let kind = req.data.string("type")?.ok_or_else(|| invalid("type is required"))?;
+            let kind = req
+                .data
+                .string("type")?
+                .ok_or_else(|| invalid("type is required"))?;
             let description = req.data.string("description")?.unwrap_or_default();
             let mut config = mounts::MountConfig::default();
             if let Some(Value::Object(c)) = req.data.raw("config") {
@@ -152,7 +161,10 @@ async fn mount_routes(core: &Core, req: &Request, tail: &str) -> Result<Response
     }
 }
 
-fn apply_mount_config(config: &mut mounts::MountConfig, fields: &super::fields::Fields) -> Result<()> {
+fn apply_mount_config(
+    config: &mut mounts::MountConfig,
+    fields: &super::fields::Fields,
+) -> Result<()> {
     if let Some(v) = fields.duration("default_lease_ttl")? {
         config.default_lease_ttl = v;
     }
@@ -202,7 +214,9 @@ async fn acl_crud(core: &Core, req: &Request, name: &str, text_field: &str) -> R
             if name == "root" {
                 return Ok(Response::data(json!({"name": "root", text_field: ""})));
             }
-            let source = policy_store::read(core, &name).await?.ok_or(EngineError::NotFound)?;
+            let source = policy_store::read(core, &name)
+                .await?
+                .ok_or(EngineError::NotFound)?;
             Ok(Response::data(json!({"name": name, text_field: source})))
         }
         op if op.is_write() => {
@@ -233,15 +247,22 @@ async fn password_policy_routes(core: &Core, req: &Request, name: &str) -> Resul
         }
         let password = password_policy::generate(core, name).await?;
         use secrecy::ExposeSecret;
-        return Ok(Response::data(json!({"password": password.expose_secret()})));
+        return Ok(Response::data(
+            json!({"password": password.expose_secret()}),
+        ));
     }
     match req.op {
         Operation::Read => {
-            let source = password_policy::read(core, name).await?.ok_or(EngineError::NotFound)?;
+            let source = password_policy::read(core, name)
+                .await?
+                .ok_or(EngineError::NotFound)?;
             Ok(Response::data(json!({"policy": source})))
         }
         op if op.is_write() => {
-            let source = req.data.string("policy")?.ok_or_else(|| invalid("missing policy"))?;
+            let source = req
+                .data
+                .string("policy")?
+                .ok_or_else(|| invalid("missing policy"))?;
             password_policy::write(core, name, &source).await?;
             Ok(Response::empty())
         }
@@ -255,7 +276,10 @@ async fn password_policy_routes(core: &Core, req: &Request, name: &str) -> Resul
 
 /// The lease id from the body, else from the path after the endpoint name.
 fn lease_id(req: &Request, from_path: &str) -> Result<String> {
-    let id = req.data.string("lease_id")?.unwrap_or_else(|| from_path.to_owned());
+    let id = req
+        .data
+        .string("lease_id")?
+        .unwrap_or_else(|| from_path.to_owned());
     if id.is_empty() {
         return Err(invalid("lease_id must not be empty"));
     }
@@ -266,7 +290,11 @@ async fn lease_routes(core: &Core, req: &Request, tail: &str) -> Result<Response
     let (endpoint, rest) = split_first(tail);
     match (endpoint, req.op) {
         ("lookup", Operation::List) => {
-            let prefix = if rest.is_empty() { String::new() } else { format!("{rest}/") };
+            let prefix = if rest.is_empty() {
+                String::new()
+            } else {
+                format!("{rest}/")
+            };
             Response::keys(lease::list(core, &prefix).await?)
         }
         ("lookup", op) if op.is_write() => {
@@ -301,11 +329,18 @@ async fn lease_routes(core: &Core, req: &Request, tail: &str) -> Result<Response
                 // Lazy: mark it due now; the worker revokes it and wakes immediately.
                 if core.store.get_lease(&id).await?.is_some() {
                     core.store
-                        .set_lease_state(&id, crate::storage::LeaseState::Revoking, chrono::Utc::now().timestamp_millis())
+                        .set_lease_state(
+                            &id,
+                            crate::storage::LeaseState::Revoking,
+                            chrono::Utc::now().timestamp_millis(),
+                        )
                         .await?;
                     core.lease_wake.notify_one();
                 }
-                return Ok(Response { accepted: true, ..Default::default() });
+                return Ok(Response {
+                    accepted: true,
+                    ..Default::default()
+                });
             }
             lease::revoke(core, &id).await?;
             Ok(Response::empty())

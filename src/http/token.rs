@@ -12,8 +12,11 @@ use crate::engine::error::{EngineError, Result, invalid};
 pub async fn handle(core: &Core, req: &Request, rest: &str) -> Result<Response> {
     let caller = req.token()?;
     match (rest, req.op) {
-        ("create" | "create-orphan", op) if op.is_write() => create(core, req, caller, rest == "create-orphan").await,
-        ("lookup-self", Operation::Read) | ("lookup-self", Operation::Update | Operation::Create) => {
+        ("create" | "create-orphan", op) if op.is_write() => {
+            create(core, req, caller, rest == "create-orphan").await
+        }
+        ("lookup-self", Operation::Read)
+        | ("lookup-self", Operation::Update | Operation::Create) => {
             Ok(Response::data(lookup_data(caller)))
         }
         ("lookup", op) if op.is_write() || op == Operation::Read => {
@@ -41,7 +44,10 @@ pub async fn handle(core: &Core, req: &Request, rest: &str) -> Result<Response> 
             Ok(Response::empty())
         }
         ("revoke", op) if op.is_write() => {
-            let text = req.data.string("token")?.ok_or_else(|| invalid("missing token"))?;
+            let text = req
+                .data
+                .string("token")?
+                .ok_or_else(|| invalid("missing token"))?;
             if let Some(entry) = token::lookup(core, &text).await? {
                 token::revoke_tree(core, &entry).await?;
             }
@@ -58,18 +64,31 @@ pub async fn handle(core: &Core, req: &Request, rest: &str) -> Result<Response> 
 }
 
 async fn resolve_token_field(core: &Core, req: &Request) -> Result<TokenEntry> {
-    let text = req.data.string("token")?.ok_or_else(|| invalid("missing token"))?;
-    token::lookup(core, &text).await?.ok_or_else(|| invalid("bad token"))
+    let text = req
+        .data
+        .string("token")?
+        .ok_or_else(|| invalid("missing token"))?;
+    token::lookup(core, &text)
+        .await?
+        .ok_or_else(|| invalid("bad token"))
 }
 
 async fn resolve_accessor(core: &Core, req: &Request) -> Result<TokenEntry> {
-    let accessor = req.data.string("accessor")?.ok_or_else(|| invalid("missing accessor"))?;
+    let accessor = req
+        .data
+        .string("accessor")?
+        .ok_or_else(|| invalid("missing accessor"))?;
     token::lookup_accessor(core, &accessor)
         .await?
         .ok_or_else(|| invalid("invalid accessor"))
 }
 
-async fn create(core: &Core, req: &Request, caller: &TokenEntry, orphan_path: bool) -> Result<Response> {
+async fn create(
+    core: &Core,
+    req: &Request,
+    caller: &TokenEntry,
+    orphan_path: bool,
+) -> Result<Response> {
     let d = &req.data;
     let orphan = orphan_path || d.bool("no_parent")?.unwrap_or(false);
     if orphan && !caller.is_root() && !req.sudo {

@@ -2,7 +2,7 @@
 
 use sqlx::Row;
 
-use super::{Result, Store, StorageError, on_pool, prefix_upper_bound};
+use super::{Result, StorageError, Store, on_pool, prefix_upper_bound};
 
 /// Where a lease is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,7 +30,9 @@ impl LeaseState {
             "pending" => Ok(LeaseState::Pending),
             "active" => Ok(LeaseState::Active),
             "revoking" => Ok(LeaseState::Revoking),
-            other => Err(StorageError::Corrupt(format!("unknown lease state {other:?}"))),
+            other => Err(StorageError::Corrupt(format!(
+                "unknown lease state {other:?}"
+            ))),
         }
     }
 }
@@ -151,7 +153,12 @@ impl Store {
     }
 
     /// Moves a lease to `state`, with the time the worker should next look at it.
-    pub async fn set_lease_state(&self, id: &str, state: LeaseState, next_attempt: i64) -> Result<bool> {
+    pub async fn set_lease_state(
+        &self,
+        id: &str,
+        state: LeaseState,
+        next_attempt: i64,
+    ) -> Result<bool> {
         let n = on_pool!(self, pool => sqlx::query("UPDATE leases SET state = $2, next_attempt = $3 WHERE id = $1")
             .bind(id)
             .bind(state.as_str())
@@ -178,7 +185,12 @@ impl Store {
     }
 
     /// Records a failed revocation and when to try again.
-    pub async fn record_revoke_failure(&self, id: &str, error: &str, next_attempt: i64) -> Result<()> {
+    pub async fn record_revoke_failure(
+        &self,
+        id: &str,
+        error: &str,
+        next_attempt: i64,
+    ) -> Result<()> {
         on_pool!(self, pool => sqlx::query(
             "UPDATE leases SET state = 'revoking', revoke_attempts = revoke_attempts + 1, \
              revoke_error = $2, next_attempt = $3 WHERE id = $1",
@@ -242,17 +254,21 @@ impl Store {
 
     /// The earliest `next_attempt` of any lease, for the worker's sleep.
     pub async fn next_due(&self) -> Result<Option<i64>> {
-        Ok(on_pool!(self, pool => sqlx::query("SELECT MIN(next_attempt) FROM leases")
+        Ok(
+            on_pool!(self, pool => sqlx::query("SELECT MIN(next_attempt) FROM leases")
             .fetch_one(pool)
             .await?
-            .try_get::<Option<i64>, _>(0)?))
+            .try_get::<Option<i64>, _>(0)?),
+        )
     }
 
     /// Number of leases in storage.
     pub async fn count_leases(&self) -> Result<i64> {
-        Ok(on_pool!(self, pool => sqlx::query("SELECT COUNT(*) FROM leases")
+        Ok(
+            on_pool!(self, pool => sqlx::query("SELECT COUNT(*) FROM leases")
             .fetch_one(pool)
             .await?
-            .try_get::<i64, _>(0)?))
+            .try_get::<i64, _>(0)?),
+        )
     }
 }

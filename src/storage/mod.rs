@@ -18,7 +18,9 @@ use std::time::Duration;
 
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 use sqlx::{Row, SqlSafeStr};
 
 pub use lease::{LeaseRow, LeaseState};
@@ -96,8 +98,16 @@ impl Store {
 
     fn migrator(&self) -> Migrator {
         let sources: &[(i64, &str, &'static str)] = match self {
-            Store::Sqlite(_) => &[(1, "init", include_str!("../../migrations/sqlite/0001_init.sql"))],
-            Store::Postgres(_) => &[(1, "init", include_str!("../../migrations/postgres/0001_init.sql"))],
+            Store::Sqlite(_) => &[(
+                1,
+                "init",
+                include_str!("../../migrations/sqlite/0001_init.sql"),
+            )],
+            Store::Postgres(_) => &[(
+                1,
+                "init",
+                include_str!("../../migrations/postgres/0001_init.sql"),
+            )],
         };
         Migrator::with_migrations(
             sources
@@ -123,12 +133,14 @@ impl Store {
 
     /// Reads one entry.
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        Ok(on_pool!(self, pool => sqlx::query("SELECT value FROM entries WHERE key = $1")
+        Ok(
+            on_pool!(self, pool => sqlx::query("SELECT value FROM entries WHERE key = $1")
             .bind(key)
             .fetch_optional(pool)
             .await?
             .map(|r| r.try_get::<Vec<u8>, _>(0))
-            .transpose()?))
+            .transpose()?),
+        )
     }
 
     /// Writes one entry, replacing any previous value.
@@ -195,7 +207,9 @@ fn prefix_upper_bound(prefix: &str) -> String {
 pub fn next_segments(prefix: &str, keys: &[String]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for key in keys {
-        let Some(rest) = key.strip_prefix(prefix) else { continue };
+        let Some(rest) = key.strip_prefix(prefix) else {
+            continue;
+        };
         let segment = match rest.find('/') {
             Some(i) => &rest[..=i],
             None => rest,
@@ -228,14 +242,23 @@ mod tests {
         store.put("config/a%", b"1").await.unwrap();
         store.put("config/b", b"2").await.unwrap();
         store.put("configx", b"3").await.unwrap();
-        assert_eq!(store.get("config/b").await.unwrap().as_deref(), Some(&b"2"[..]));
-        assert_eq!(store.list("config/").await.unwrap(), vec!["config/a%", "config/b"]);
+        assert_eq!(
+            store.get("config/b").await.unwrap().as_deref(),
+            Some(&b"2"[..])
+        );
+        assert_eq!(
+            store.list("config/").await.unwrap(),
+            vec!["config/a%", "config/b"]
+        );
         assert!(!store.put_if_absent("config/b", b"9").await.unwrap());
         store.delete("config/b").await.unwrap();
         assert_eq!(store.get("config/b").await.unwrap(), None);
         // Reopening applies migrations idempotently.
         drop(store);
         let store = Store::open_sqlite(&dir.path().join("s.db")).await.unwrap();
-        assert_eq!(store.get("configx").await.unwrap().as_deref(), Some(&b"3"[..]));
+        assert_eq!(
+            store.get("configx").await.unwrap().as_deref(),
+            Some(&b"3"[..])
+        );
     }
 }

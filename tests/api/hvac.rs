@@ -15,7 +15,9 @@ async fn hvac_client_works_unchanged() {
     let admin_password = dbwarden_testkit::unique_name("Pw-");
     pg.connect("postgres")
         .await
-        .batch_execute(&format!("CREATE ROLE {admin_user} WITH LOGIN SUPERUSER PASSWORD '{admin_password}'"))
+        .batch_execute(&format!(
+            "CREATE ROLE {admin_user} WITH LOGIN SUPERUSER PASSWORD '{admin_password}'"
+        ))
         .await
         .unwrap();
     let server = Server::dev();
@@ -36,5 +38,8 @@ async fn hvac_client_works_unchanged() {
         output.status.success(),
         "hvac compatibility script failed (is `pip install hvac==2.4.0` done?)\nstdout:\n{stdout}\nstderr:\n{stderr}"
     );
-    assert!(stdout.contains("hvac compatibility: all checks passed"), "{stdout}");
+    assert!(
+        stdout.contains("hvac compatibility: all checks passed"),
+        "{stdout}"
+    );
 }

@@ -6,4 +6,5 @@ mod hvac;
 mod policy;
 mod postgres;
 mod restart;
+mod storage;
 mod support;

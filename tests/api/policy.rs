@@ -21,7 +21,11 @@ async fn creds_only_token_is_refused_elsewhere() {
     )
     .await;
     let created = root
-        .ok("POST", "auth/token/create", Some(json!({"policies": ["creds-ro"], "ttl": "1h"})))
+        .ok(
+            "POST",
+            "auth/token/create",
+            Some(json!({"policies": ["creds-ro"], "ttl": "1h"})),
+        )
         .await;
     let token = created["auth"]["client_token"].as_str().unwrap();
     assert_eq!(created["auth"]["lease_duration"], 3600);
@@ -47,7 +51,11 @@ async fn creds_only_token_is_refused_elsewhere() {
     // The default policy lets it look itself up and renew its own lease.
     limited.ok("GET", "auth/token/lookup-self", None).await;
     limited
-        .ok("PUT", "sys/leases/renew", Some(json!({"lease_id": creds["lease_id"]})))
+        .ok(
+            "PUT",
+            "sys/leases/renew",
+            Some(json!({"lease_id": creds["lease_id"]})),
+        )
         .await;
 
     // No token, or a bad one: 403.
@@ -57,10 +65,17 @@ async fn creds_only_token_is_refused_elsewhere() {
 
     // Revoking the token revokes its lease and the user.
     let user = creds["data"]["username"].as_str().unwrap().to_owned();
-    root.ok("POST", "auth/token/revoke", Some(json!({"token": token}))).await;
+    root.ok("POST", "auth/token/revoke", Some(json!({"token": token})))
+        .await;
     let (status, _) = limited.call("GET", "auth/token/lookup-self", None).await;
     assert_eq!(status, 403);
-    let (status, _) = root.call("PUT", "sys/leases/lookup", Some(json!({"lease_id": creds["lease_id"]}))).await;
+    let (status, _) = root
+        .call(
+            "PUT",
+            "sys/leases/lookup",
+            Some(json!({"lease_id": creds["lease_id"]})),
+        )
+        .await;
     assert_eq!(status, 400, "the token's lease is gone");
     let n = pg
         .connect("postgres")
@@ -83,11 +98,27 @@ async fn vault_http_conventions() {
     let (status, body) = c.call("GET", "database/roles/missing", None).await;
     assert_eq!((status, body), (404, json!({"errors": []})));
     // Validation errors are 400 with a message.
-    let (status, body) = c.call("POST", "database/roles/x", Some(json!({"creation_statements": "SELECT 1"}))).await;
-    assert_eq!(status, 400);
-    assert!(body["errors"][0].as_str().unwrap().contains("database name is required"), "{body}");
     let (status, body) = c
-        .call("POST", "database/roles/x", Some(json!({"db_name": "a", "creation_statements": "x", "default_ttl": "soon"})))
+        .call(
+            "POST",
+            "database/roles/x",
+            Some(json!({"creation_statements": "SELECT 1"})),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert!(
+        body["errors"][0]
+            .as_str()
+            .unwrap()
+            .contains("database name is required"),
+        "{body}"
+    );
+    let (status, body) = c
+        .call(
+            "POST",
+            "database/roles/x",
+            Some(json!({"db_name": "a", "creation_statements": "x", "default_ttl": "soon"})),
+        )
         .await;
     assert_eq!(status, 400, "{body}");
     // GET ?list=true is LIST; PUT is POST.
@@ -98,7 +129,16 @@ async fn vault_http_conventions() {
     let role = c.ok("GET", "database/roles/x", None).await;
     assert_eq!(role["data"]["default_ttl"], 3600);
     assert_eq!(role["data"]["revocation_statements"], json!([]));
-    for key in ["request_id", "lease_id", "renewable", "lease_duration", "data", "wrap_info", "warnings", "auth"] {
+    for key in [
+        "request_id",
+        "lease_id",
+        "renewable",
+        "lease_duration",
+        "data",
+        "wrap_info",
+        "warnings",
+        "auth",
+    ] {
         assert!(role.get(key).is_some(), "envelope lacks {key}");
     }
     // Authorization: Bearer works too.
@@ -119,6 +159,21 @@ async fn vault_http_conventions() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 400);
+    // Password policies.
+    c.ok("PUT", "sys/policies/password/digits", Some(json!({"policy": "length = 12\nrule \"charset\" {\n  charset = \"0123456789\"\n  min-chars = 12\n}\n"})))
+        .await;
+    let generated = c
+        .ok("GET", "sys/policies/password/digits/generate", None)
+        .await;
+    let password = generated["data"]["password"].as_str().unwrap();
+    assert!(
+        password.len() == 12 && password.chars().all(|ch| ch.is_ascii_digit()),
+        "{password}"
+    );
+    let (status, body) = c
+        .call("PUT", "sys/policies/password/impossible", Some(json!({"policy": "length = 4\nrule \"charset\" {\n  charset = \"a\"\n  min-chars = 5\n}\n"})))
+        .await;
+    assert_eq!(status, 400, "{body}");
     // Keyring rotation.
     c.ok("POST", "sys/rotate", None).await;
     let status = c.ok("GET", "sys/key-status", None).await;

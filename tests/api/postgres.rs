@@ -62,7 +62,11 @@ async fn issue_use_renew_revoke_cuts_access() {
 
     // The admin password never comes back.
     let config = client.ok("GET", "database/config/pg", None).await;
-    assert!(config["data"]["connection_details"].get("password").is_none());
+    assert!(
+        config["data"]["connection_details"]
+            .get("password")
+            .is_none()
+    );
     assert!(!config.to_string().contains(pg.superuser_password()));
 
     let creds = client.ok("GET", "database/creds/ro", None).await;
@@ -73,10 +77,16 @@ async fn issue_use_renew_revoke_cuts_access() {
     assert_eq!(creds["renewable"], true);
     let user = creds["data"]["username"].as_str().unwrap().to_owned();
     let pass = creds["data"]["password"].as_str().unwrap().to_owned();
-    assert!(user.starts_with("v-root-ro-") || user.starts_with("v-token-ro-"), "{user}");
+    assert!(
+        user.starts_with("v-root-ro-") || user.starts_with("v-token-ro-"),
+        "{user}"
+    );
 
     // Log in and read the table.
-    let session = pg.connect_as(&db, &user, &pass).await.expect("login with issued credential");
+    let session = pg
+        .connect_as(&db, &user, &pass)
+        .await
+        .expect("login with issued credential");
     let row = session.query_one("SELECT v FROM t", &[]).await.unwrap();
     assert_eq!(row.get::<_, i32>(0), 42);
     // A wrong password is refused (the harness cluster requires passwords).
@@ -84,20 +94,42 @@ async fn issue_use_renew_revoke_cuts_access() {
 
     // Renew.
     let renewed = client
-        .ok("PUT", "sys/leases/renew", Some(json!({"lease_id": lease_id, "increment": "30m"})))
+        .ok(
+            "PUT",
+            "sys/leases/renew",
+            Some(json!({"lease_id": lease_id, "increment": "30m"})),
+        )
         .await;
     assert_eq!(renewed["lease_id"], lease_id.as_str());
     assert_eq!(renewed["lease_duration"], 1800);
-    let looked = client.ok("PUT", "sys/leases/lookup", Some(json!({"lease_id": lease_id}))).await;
+    let looked = client
+        .ok(
+            "PUT",
+            "sys/leases/lookup",
+            Some(json!({"lease_id": lease_id})),
+        )
+        .await;
     assert!(looked["data"]["ttl"].as_i64().unwrap() <= 1800);
     assert!(looked["data"]["last_renewal"].is_string());
 
     // Revoke with the session still open.
-    let (status, _) = client.call("PUT", "sys/leases/revoke", Some(json!({"lease_id": lease_id}))).await;
+    let (status, _) = client
+        .call(
+            "PUT",
+            "sys/leases/revoke",
+            Some(json!({"lease_id": lease_id})),
+        )
+        .await;
     assert_eq!(status, 204);
 
-    assert!(session.query_one("SELECT v FROM t", &[]).await.is_err(), "live session must be terminated");
-    assert!(pg.connect_as(&db, &user, &pass).await.is_err(), "login must fail after revoke");
+    assert!(
+        session.query_one("SELECT v FROM t", &[]).await.is_err(),
+        "live session must be terminated"
+    );
+    assert!(
+        pg.connect_as(&db, &user, &pass).await.is_err(),
+        "login must fail after revoke"
+    );
     let admin = pg.connect("postgres").await;
     let exists = admin
         .query_one("SELECT count(*) FROM pg_roles WHERE rolname = $1", &[&user])
@@ -105,15 +137,30 @@ async fn issue_use_renew_revoke_cuts_access() {
         .unwrap()
         .get::<_, i64>(0);
     assert_eq!(exists, 0, "user must be dropped");
-    let (status, body) = client.call("PUT", "sys/leases/lookup", Some(json!({"lease_id": lease_id}))).await;
+    let (status, body) = client
+        .call(
+            "PUT",
+            "sys/leases/lookup",
+            Some(json!({"lease_id": lease_id})),
+        )
+        .await;
     assert_eq!(status, 400, "{body}");
 
     // Revoking again is harmless.
-    let (status, _) = client.call("PUT", "sys/leases/revoke", Some(json!({"lease_id": lease_id}))).await;
+    let (status, _) = client
+        .call(
+            "PUT",
+            "sys/leases/revoke",
+            Some(json!({"lease_id": lease_id})),
+        )
+        .await;
     assert_eq!(status, 204);
     let log = server.stop();
     assert!(!log.contains(&pass), "issued password in the server log");
-    assert!(!log.contains(pg.superuser_password()), "admin password in the server log");
+    assert!(
+        !log.contains(pg.superuser_password()),
+        "admin password in the server log"
+    );
 }
 
 #[tokio::test]
@@ -140,12 +187,17 @@ async fn failed_creation_leaves_no_user_and_no_password_in_error() {
     assert!(message.contains("statement 2 of 2"), "{message}");
     let admin = pg.connect("postgres").await;
     let leftovers = admin
-        .query_one("SELECT count(*) FROM pg_roles WHERE rolname LIKE 'v-root-broken-%'", &[])
+        .query_one(
+            "SELECT count(*) FROM pg_roles WHERE rolname LIKE 'v-root-broken-%'",
+            &[],
+        )
         .await
         .unwrap()
         .get::<_, i64>(0);
     assert_eq!(leftovers, 0);
-    let (status, _) = client.call("LIST", "sys/leases/lookup/database/creds/broken", None).await;
+    let (status, _) = client
+        .call("LIST", "sys/leases/lookup/database/creds/broken", None)
+        .await;
     assert_eq!(status, 404, "no lease may remain");
 }
 
@@ -159,7 +211,9 @@ async fn issuance_is_parallel_and_rotate_root_keeps_working() {
     let admin_pass = unique_name("Pw-");
     pg.connect("postgres")
         .await
-        .batch_execute(&format!("CREATE ROLE {admin_name} WITH LOGIN CREATEROLE SUPERUSER PASSWORD '{admin_pass}'"))
+        .batch_execute(&format!(
+            "CREATE ROLE {admin_name} WITH LOGIN CREATEROLE SUPERUSER PASSWORD '{admin_pass}'"
+        ))
         .await
         .unwrap();
     let server = Server::dev();
@@ -195,10 +249,63 @@ async fn issuance_is_parallel_and_rotate_root_keeps_working() {
         assert!(creds["data"]["username"].is_string());
     }
     client.ok("POST", "database/rotate-root/pg", None).await;
-    assert!(pg.connect_as(&db, &admin_name, &admin_pass).await.is_err(), "old admin password must be refused");
+    assert!(
+        pg.connect_as(&db, &admin_name, &admin_pass).await.is_err(),
+        "old admin password must be refused"
+    );
     let creds = client.ok("GET", "database/creds/ro", None).await;
-    assert!(creds["data"]["username"].is_string(), "issuance works with the rotated password");
-    client.ok("PUT", "sys/leases/revoke-prefix/database/creds/ro", None).await;
-    let (status, _) = client.call("LIST", "sys/leases/lookup/database/creds/ro", None).await;
+    assert!(
+        creds["data"]["username"].is_string(),
+        "issuance works with the rotated password"
+    );
+    client
+        .ok("PUT", "sys/leases/revoke-prefix/database/creds/ro", None)
+        .await;
+    let (status, _) = client
+        .call("LIST", "sys/leases/lookup/database/creds/ro", None)
+        .await;
     assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn expired_lease_is_revoked_by_the_worker() {
+    dbwarden_testkit::install_crypto_provider();
+    let pg = TempPostgres::shared();
+    let db = prepare_db(pg).await;
+    let server = Server::dev();
+    let client = server.client();
+    register(&client, pg, &db, "pg", "ro").await;
+    client
+        .ok("POST", "database/roles/short", Some(json!({
+            "db_name": "pg",
+            "creation_statements": "CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}';",
+            "default_ttl": 2,
+        })))
+        .await;
+    let creds = client.ok("GET", "database/creds/short", None).await;
+    let user = creds["data"]["username"].as_str().unwrap().to_owned();
+    let admin = pg.connect("postgres").await;
+    // Poll for the outcome rather than asserting a time: the machine may be slow.
+    let mut gone = false;
+    for _ in 0..300 {
+        let n = admin
+            .query_one("SELECT count(*) FROM pg_roles WHERE rolname = $1", &[&user])
+            .await
+            .unwrap()
+            .get::<_, i64>(0);
+        if n == 0 {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(gone, "the worker must revoke an expired lease");
+    let (status, _) = client
+        .call(
+            "PUT",
+            "sys/leases/lookup",
+            Some(json!({"lease_id": creds["lease_id"]})),
+        )
+        .await;
+    assert_eq!(status, 400);
 }

@@ -15,12 +15,17 @@ async fn restart_keeps_state_and_storage_has_no_admin_password() {
     let (config, listen) = sqlite_config(dir.path());
     let config_arg = config.to_str().unwrap();
 
-    let (code, stdout, stderr) = run_cli(&["operator", "init", "--config", config_arg, "--format", "json"]);
+    let (code, stdout, stderr) = run_cli(&[
+        "operator", "init", "--config", config_arg, "--format", "json",
+    ]);
     assert_eq!(code, 0, "{stderr}");
     let root: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     let root = root["root_token"].as_str().unwrap().to_owned();
     let key_mode = std::fs::metadata(dir.path().join("seal.key")).unwrap();
-    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&key_mode.permissions()) & 0o777, 0o400);
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&key_mode.permissions()) & 0o777,
+        0o400
+    );
 
     // A second init refuses and changes nothing.
     let db_before = std::fs::read(dir.path().join("dbwarden.db")).unwrap();
@@ -28,16 +33,32 @@ async fn restart_keeps_state_and_storage_has_no_admin_password() {
     let (code, _, stderr) = run_cli(&["operator", "init", "--config", config_arg]);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("already"), "{stderr}");
-    assert_eq!(std::fs::read(dir.path().join("seal.key")).unwrap(), key_before);
-    assert_eq!(std::fs::read(dir.path().join("dbwarden.db")).unwrap().len(), db_before.len());
+    assert_eq!(
+        std::fs::read(dir.path().join("seal.key")).unwrap(),
+        key_before
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("dbwarden.db")).unwrap().len(),
+        db_before.len()
+    );
 
     let server = Server::with_config(&config, &root, &listen);
     let client = server.client();
     client
-        .ok("POST", "sys/mounts/database", Some(json!({"type": "database"})))
+        .ok(
+            "POST",
+            "sys/mounts/database",
+            Some(json!({"type": "database"})),
+        )
         .await;
     register(&client, pg, &db, "pg", "ro").await;
-    let child = client.ok("POST", "auth/token/create", Some(json!({"policies": ["default"]}))).await;
+    let child = client
+        .ok(
+            "POST",
+            "auth/token/create",
+            Some(json!({"policies": ["default"]})),
+        )
+        .await;
     let child_token = child["auth"]["client_token"].as_str().unwrap().to_owned();
     let creds = client.ok("GET", "database/creds/ro", None).await;
     let password = creds["data"]["password"].as_str().unwrap().to_owned();
@@ -57,24 +78,41 @@ async fn restart_keeps_state_and_storage_has_no_admin_password() {
         ("root token", root.as_str()),
         ("child token", child_token.as_str()),
     ] {
-        assert!(!storage.windows(secret.len()).any(|w| w == secret.as_bytes()), "{what} found in storage");
+        assert!(
+            !storage
+                .windows(secret.len())
+                .any(|w| w == secret.as_bytes()),
+            "{what} found in storage"
+        );
         assert!(!log.contains(secret), "{what} found in the log");
     }
 
     let server = Server::with_config(&config, &root, &listen);
     let client = server.client();
     let config_read = client.ok("GET", "database/config/pg", None).await;
-    assert_eq!(config_read["data"]["plugin_name"], "postgresql-database-plugin");
+    assert_eq!(
+        config_read["data"]["plugin_name"],
+        "postgresql-database-plugin"
+    );
     client.ok("GET", "database/roles/ro", None).await;
-    client.with_token(&child_token).ok("GET", "auth/token/lookup-self", None).await;
+    client
+        .with_token(&child_token)
+        .ok("GET", "auth/token/lookup-self", None)
+        .await;
     let lease = client
-        .ok("PUT", "sys/leases/lookup", Some(json!({"lease_id": creds["lease_id"]})))
+        .ok(
+            "PUT",
+            "sys/leases/lookup",
+            Some(json!({"lease_id": creds["lease_id"]})),
+        )
         .await;
     assert_eq!(lease["data"]["id"], creds["lease_id"]);
     // The stored admin password still works after the restart.
     let again = client.ok("GET", "database/creds/ro", None).await;
     assert!(again["data"]["username"].is_string());
-    client.ok("PUT", "sys/leases/revoke-prefix/database/creds", None).await;
+    client
+        .ok("PUT", "sys/leases/revoke-prefix/database/creds", None)
+        .await;
     server.stop();
 }
 
@@ -82,7 +120,11 @@ async fn restart_keeps_state_and_storage_has_no_admin_password() {
 fn cli_errors_have_exit_codes() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.toml");
-    std::fs::write(&bad, "listen_address = \"127.0.0.1:1\"\nlisten_adress = 2\n").unwrap();
+    std::fs::write(
+        &bad,
+        "listen_address = \"127.0.0.1:1\"\nlisten_adress = 2\n",
+    )
+    .unwrap();
     let (code, _, stderr) = run_cli(&["server", "--config", bad.to_str().unwrap()]);
     assert_eq!(code, 2);
     assert!(stderr.contains("listen_adress"), "{stderr}");
@@ -90,7 +132,10 @@ fn cli_errors_have_exit_codes() {
     assert_eq!(code, 2);
     let (config, _) = sqlite_config(dir.path());
     let (code, _, stderr) = run_cli(&["server", "--config", config.to_str().unwrap()]);
-    assert_eq!(code, 2, "an uninitialised storage is a configuration error: {stderr}");
+    assert_eq!(
+        code, 2,
+        "an uninitialised storage is a configuration error: {stderr}"
+    );
     assert!(stderr.contains("operator init"), "{stderr}");
     let (code, stdout, _) = run_cli(&["server", "--help"]);
     assert_eq!(code, 0);

@@ -23,7 +23,11 @@ fn binary() -> &'static str {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Server {
@@ -33,7 +37,14 @@ impl Server {
         let log_dir = tempfile::tempdir().unwrap().keep();
         let log_path = log_dir.join("server.log");
         let mut child = Command::new(binary())
-            .args(["server", "--dev", "--dev-listen-address", "127.0.0.1:0", "--dev-root-token-id", &token])
+            .args([
+                "server",
+                "--dev",
+                "--dev-listen-address",
+                "127.0.0.1:0",
+                "--dev-root-token-id",
+                &token,
+            ])
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log_path).unwrap())
             .spawn()
@@ -53,7 +64,12 @@ impl Server {
         // Keep draining stdout so the server never writes to a closed pipe.
         std::thread::spawn(move || lines.for_each(drop));
         let addr = addr.expect("dev server printed its address");
-        Server { child, addr, token, log_path }
+        Server {
+            child,
+            addr,
+            token,
+            log_path,
+        }
     }
 
     /// Starts `dbwarden server --config FILE` and waits until it answers.
@@ -62,29 +78,50 @@ impl Server {
         let child = Command::new(binary())
             .args(["server", "--config", config.to_str().unwrap()])
             .stdout(Stdio::null())
-            .stderr(std::fs::File::options().create(true).append(true).open(&log_path).unwrap())
+            .stderr(
+                std::fs::File::options()
+                    .create(true)
+                    .append(true)
+                    .open(&log_path)
+                    .unwrap(),
+            )
             .spawn()
             .expect("start dbwarden");
-        let server = Server { child, addr: format!("http://{listen}"), token: token.to_owned(), log_path };
+        let server = Server {
+            child,
+            addr: format!("http://{listen}"),
+            token: token.to_owned(),
+            log_path,
+        };
         for _ in 0..200 {
             if std::net::TcpStream::connect(listen).is_ok() {
                 return server;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("server with {} did not start: {}", config.display(), std::fs::read_to_string(&server.log_path).unwrap_or_default());
+        panic!(
+            "server with {} did not start: {}",
+            config.display(),
+            std::fs::read_to_string(&server.log_path).unwrap_or_default()
+        );
     }
 
     /// Stops the process with SIGTERM and waits for it.
     pub fn stop(mut self) -> String {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
         let _ = self.child.wait();
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
     /// A client for this server with the root token.
     pub fn client(&self) -> Client {
-        Client { addr: self.addr.clone(), token: Some(self.token.clone()), http: reqwest::Client::new() }
+        Client {
+            addr: self.addr.clone(),
+            token: Some(self.token.clone()),
+            http: reqwest::Client::new(),
+        }
     }
 }
 
@@ -113,7 +150,10 @@ pub fn sqlite_config(dir: &Path) -> (PathBuf, String) {
 
 /// Runs `dbwarden` with `args` and returns (exit code, stdout, stderr).
 pub fn run_cli(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(binary()).args(args).output().expect("run dbwarden");
+    let out = Command::new(binary())
+        .args(args)
+        .output()
+        .expect("run dbwarden");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -133,13 +173,18 @@ pub struct Client {
 impl Client {
     /// The same server with another token.
     pub fn with_token(&self, token: &str) -> Client {
-        Client { token: Some(token.to_owned()), ..self.clone() }
+        Client {
+            token: Some(token.to_owned()),
+            ..self.clone()
+        }
     }
 
     /// Sends a request; returns the status and the JSON body (`Null` when empty).
     pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let mut req = self.http.request(method, format!("{}/v1/{path}", self.addr));
+        let mut req = self
+            .http
+            .request(method, format!("{}/v1/{path}", self.addr));
         if let Some(t) = &self.token {
             req = req.header("X-Vault-Token", t);
         }
@@ -149,14 +194,21 @@ impl Client {
         let resp = req.send().await.expect("request");
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap();
-        let json = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        let json = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
         (status, json)
     }
 
     /// Sends a request that must succeed with 200 or 204.
     pub async fn ok(&self, method: &str, path: &str, body: Option<Value>) -> Value {
         let (status, json) = self.call(method, path, body).await;
-        assert!(status == 200 || status == 204, "{method} {path}: {status} {json}");
+        assert!(
+            status == 200 || status == 204,
+            "{method} {path}: {status} {json}"
+        );
         json
     }
 }

@@ -154,7 +154,17 @@ impl PostgresBackend {
     }
 
     /// Writes `{{password}}` as the connection's `password_authentication` asks.
+    ///
+    /// The plain password must pass the statement-safety rule even when only its verifier is
+    /// substituted, so a password policy behaves the same in both modes.
     async fn password_for_statements(&self, password: &str) -> Result<String, BackendError> {
+        statement::render(
+            &["{{password}}".to_owned()],
+            &StatementVars {
+                password: Some(password),
+                ..Default::default()
+            },
+        )?;
         match self.password_authentication {
             PasswordAuthentication::Password => Ok(password.to_owned()),
             PasswordAuthentication::ScramSha256 => {

@@ -155,12 +155,12 @@ impl PoolSettings {
 }
 
 /// How a dialect measures a name against its limit.
+#[allow(dead_code, reason = "this file is shared by the backends; each uses one unit")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum LengthUnit {
     /// Bytes (PostgreSQL's `NAMEDATALEN`).
     Bytes,
     /// Characters (MySQL's user name column).
-    #[allow(dead_code, reason = "this file is shared with the MySQL backend, which uses it")]
     Chars,
 }
 
