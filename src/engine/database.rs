@@ -601,3 +601,87 @@ mod tests {
         assert!(!ConnectionConfig::default().allows_role("x"));
     }
 }
+
+/// Crash recovery of root rotation against a real PostgreSQL (the throwaway test cluster).
+#[cfg(test)]
+mod rotation_recovery_tests {
+    use super::*;
+    use crate::crypto::Seal;
+    use crate::engine::mounts;
+    use crate::storage::Store;
+    use dbwarden_testkit::{TempPostgres, unique_name};
+    use serde_json::json;
+
+    async fn setup(pg: &TempPostgres) -> (tempfile::TempDir, Core, Mount, String, String) {
+        dbwarden_testkit::install_crypto_provider();
+        let admin = unique_name("rot_admin_");
+        let password = unique_name("Old-");
+        pg.connect("postgres")
+            .await
+            .batch_execute(&format!("CREATE ROLE {admin} WITH LOGIN CREATEROLE PASSWORD '{password}'"))
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_sqlite(&dir.path().join("s.db")).await.unwrap();
+        let (core, _) = Core::initialize(store, &Seal::Ephemeral, None).await.unwrap();
+        let mount = mounts::enable(&core, "database", "database", "", Default::default()).await.unwrap();
+        let mut details = Map::new();
+        details.insert("connection_url".into(), json!(pg.connection_url_template("postgres")));
+        details.insert("username".into(), json!(admin));
+        details.insert("password".into(), json!(password));
+        let config = ConnectionConfig {
+            plugin_name: "postgresql-database-plugin".into(),
+            connection_details: details,
+            allowed_roles: vec!["*".into()],
+            verify_connection: true,
+            ..Default::default()
+        };
+        write_connection(&core, &mount, "pg", config).await.unwrap();
+        (dir, core, mount, admin, password)
+    }
+
+    async fn write_intent(core: &Core, mount: &Mount, admin: &str, new_password: &str) {
+        let intent = RootRotationIntent {
+            connection: "pg".into(),
+            username: admin.to_owned(),
+            new_password: new_password.to_owned(),
+            started: Utc::now(),
+        };
+        core.put_json(&root_intent_key(mount, "pg"), &intent).await.unwrap();
+    }
+
+    async fn stored_password(core: &Core, mount: &Mount) -> String {
+        let config = read_connection(core, mount, "pg").await.unwrap().unwrap();
+        config.connection_details["password"].as_str().unwrap().to_owned()
+    }
+
+    #[tokio::test]
+    async fn crash_before_the_database_changed_is_rolled_forward() {
+        let pg = TempPostgres::shared();
+        let (_dir, core, mount, admin, old) = setup(pg).await;
+        let new = unique_name("New-");
+        write_intent(&core, &mount, &admin, &new).await;
+        assert_eq!(recover_root_rotations(&core).await.unwrap(), 1);
+        assert_eq!(stored_password(&core, &mount).await, new);
+        assert!(pg.connect_as("postgres", &admin, &new).await.is_ok());
+        assert!(pg.connect_as("postgres", &admin, &old).await.is_err());
+        assert_eq!(recover_root_rotations(&core).await.unwrap(), 0, "the intent is gone");
+    }
+
+    #[tokio::test]
+    async fn crash_after_the_database_changed_is_rolled_forward() {
+        let pg = TempPostgres::shared();
+        let (_dir, core, mount, admin, _old) = setup(pg).await;
+        let new = unique_name("New-");
+        write_intent(&core, &mount, &admin, &new).await;
+        // The database took the new password, then the process died before storing it.
+        pg.connect("postgres")
+            .await
+            .batch_execute(&format!("ALTER ROLE {admin} WITH PASSWORD '{new}'"))
+            .await
+            .unwrap();
+        assert_eq!(recover_root_rotations(&core).await.unwrap(), 1);
+        assert_eq!(stored_password(&core, &mount).await, new);
+        assert!(pg.connect_as("postgres", &admin, &new).await.is_ok());
+    }
+}
