@@ -45,6 +45,9 @@ pub struct ServerConfig {
     /// Log level filter (`info`, `debug`, or a tracing filter); default `info`.
     #[serde(default)]
     pub log_level: Option<String>,
+    /// Revocation retry and worker tunables.
+    #[serde(default)]
+    pub leases: crate::engine::lease::LeaseSettings,
 }
 
 /// Listener options.

@@ -11,6 +11,7 @@ use crate::crypto::barrier::KeyBytes;
 use crate::crypto::{Barrier, Seal};
 use crate::engine::backends::Backends;
 use crate::engine::error::{EngineError, Result};
+use crate::engine::lease::LeaseSettings;
 use crate::storage::{Store, next_segments};
 
 const HMAC_KEY: &str = "core/hmac-key";
@@ -29,6 +30,10 @@ pub struct Core {
     pub lease_wake: tokio::sync::Notify,
     /// When this process started serving.
     pub started: Instant,
+    /// Revocation and worker tunables.
+    pub leases: LeaseSettings,
+    /// The Prometheus recorder's handle, when metrics are enabled (the server installs it).
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
 impl std::fmt::Debug for Core {
@@ -100,6 +105,8 @@ impl Core {
             backends: Backends::default(),
             lease_wake: tokio::sync::Notify::new(),
             started: Instant::now(),
+            leases: LeaseSettings::default(),
+            metrics: None,
         }
     }
 

@@ -46,8 +46,9 @@ pub struct DevOptions {
 pub async fn run_dev(options: DevOptions) -> Result<(), ServerError> {
     let dir = tempfile_dir()?;
     let store = Store::open_sqlite(&dir.join("dbwarden.db")).await?;
-    let (core, root_token) =
+    let (mut core, root_token) =
         Core::initialize(store, &Seal::Ephemeral, options.root_token_id).await?;
+    core.metrics = install_metrics();
     crate::engine::mounts::enable(
         &core,
         "database",
@@ -92,7 +93,23 @@ fn tempfile_dir() -> Result<PathBuf, ServerError> {
 /// Runs a server from a configuration file.
 pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
     let store = config.storage.open().await?;
-    let core = Core::open(store, &config.seal()).await?;
+    let mut core = Core::open(store, &config.seal()).await?;
+    core.leases = config.leases.clone();
+    core.metrics = install_metrics();
+    if matches!(core.store, Store::Sqlite(_)) {
+        // One process owns a SQLite file, so every pending lease found now was left by a
+        // process that died mid-issuance: revoke those users at once.
+        let released = core
+            .store
+            .release_pending_leases(chrono::Utc::now().timestamp_millis())
+            .await?;
+        if released > 0 {
+            tracing::warn!(
+                count = released,
+                "found pending leases from a previous process; revoking their users"
+            );
+        }
+    }
     let listener = bind(config.listen_address).await?;
     let addr = listener
         .local_addr()
@@ -107,6 +124,24 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
     };
     tracing::info!(%addr, "dbwarden listening on {scheme}://{addr}");
     serve(Arc::new(core), listener, config.listener.tls.as_ref()).await
+}
+
+/// Installs the process-wide Prometheus recorder, once.
+fn install_metrics() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
+    const SECONDS: &[f64] = &[
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    ];
+    let builder = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .set_buckets(SECONDS)
+        .map_err(|e| tracing::warn!(error = %e, "metrics buckets rejected"))
+        .ok()?;
+    match builder.install_recorder() {
+        Ok(handle) => Some(handle),
+        Err(e) => {
+            tracing::warn!(error = %e, "metrics recorder not installed");
+            None
+        }
+    }
 }
 
 async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, ServerError> {

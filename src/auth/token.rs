@@ -109,7 +109,11 @@ struct AccessorEntry {
 }
 
 async fn store_entry(core: &Core, entry: &TokenEntry) -> Result<()> {
-    core.put_json(&id_key(&entry.id_hmac), entry).await
+    core.put_json(&id_key(&entry.id_hmac), entry).await?;
+    if let Some(expire) = entry.expire_time {
+        core.store.set_token_expiry(&entry.id_hmac, expire).await?;
+    }
+    Ok(())
 }
 
 async fn persist_new(core: &Core, entry: &TokenEntry) -> Result<()> {
@@ -402,6 +406,7 @@ async fn revoke_one(core: &Core, id_hmac: &str) -> Result<()> {
     }
     core.delete(&accessor_key(&entry.accessor)).await?;
     core.delete(&id_key(id_hmac)).await?;
+    core.store.delete_token_expiry(id_hmac).await?;
     Ok(())
 }
 

@@ -10,7 +10,8 @@ use tokio::sync::Mutex;
 use super::error::{Result, invalid};
 
 /// Every backend compiled into this binary.
-pub static REGISTRY: &[&BackendDescriptor] = &[&dbwarden_postgres::DESCRIPTOR];
+pub static REGISTRY: &[&BackendDescriptor] =
+    &[&dbwarden_postgres::DESCRIPTOR, &dbwarden_mysql::DESCRIPTOR];
 
 /// Finds the backend serving a `plugin_name`.
 pub fn descriptor(plugin_name: &str) -> Result<&'static BackendDescriptor> {

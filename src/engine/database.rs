@@ -278,6 +278,8 @@ pub struct IssuedCredential {
 pub struct Requester {
     /// HMAC of the token, which will own the lease.
     pub token_hmac: Option<String>,
+    /// Accessor of that token, shown in lease lookups.
+    pub token_accessor: Option<String>,
     /// The token's display name, for username templates.
     pub display_name: String,
 }
@@ -350,6 +352,7 @@ pub async fn issue_credential(
         connection_name: role.db_name.clone(),
         username: username.clone(),
         owner: requester.token_hmac.clone(),
+        owner_accessor: requester.token_accessor.clone(),
         issue_time: now,
         expire_time: expire,
         max_expire_time: now + chrono::Duration::seconds(max_ttl),
@@ -357,6 +360,11 @@ pub async fn issue_credential(
     };
     lease::insert_pending(core, &pending).await?;
 
+    let started = std::time::Instant::now();
+    let labels = [
+        ("mount", mount.path.clone()),
+        ("connection", role.db_name.clone()),
+    ];
     let created = tokio::time::timeout(
         CREATE_TIMEOUT,
         backend.new_user(NewUserRequest {
@@ -376,17 +384,24 @@ pub async fn issue_credential(
             CREATE_TIMEOUT.as_secs()
         ))),
     };
+    metrics::histogram!("dbwarden_issue_duration_seconds", &labels)
+        .record(started.elapsed().as_secs_f64());
     if let Some(err) = failure {
-        // Undo now if possible; if this also fails, the pending lease stays and the worker
-        // retries, so the user cannot be orphaned either way.
+        metrics::counter!("dbwarden_issue_failures_total", &labels).increment(1);
+        if let EngineError::Backend(b) = &err {
+            metrics::counter!("dbwarden_backend_errors_total", "kind" => b.kind()).increment(1);
+        }
+        // Undo now (this request still holds the pending lease's claim); if that fails too,
+        // the lease stays with a retry time, so the user cannot be orphaned either way.
         if let Ok(Some(row)) = core.store.get_lease(&lease_id).await
-            && let Err(revoke_err) = lease::revoke_row(core, &row).await
+            && let Err(revoke_err) = lease::revoke_claimed(core, &row).await
         {
             tracing::warn!(lease_id = %lease_id, error = %revoke_err, "cleanup after failed creation deferred to the lease worker");
         }
         return Err(err);
     }
     lease::activate(core, &lease_id, expire).await?;
+    metrics::counter!("dbwarden_credentials_issued_total", &labels).increment(1);
     Ok(IssuedCredential {
         lease_id,
         lease_duration: ttl_secs,
@@ -618,15 +633,24 @@ mod rotation_recovery_tests {
         let password = unique_name("Old-");
         pg.connect("postgres")
             .await
-            .batch_execute(&format!("CREATE ROLE {admin} WITH LOGIN CREATEROLE PASSWORD '{password}'"))
+            .batch_execute(&format!(
+                "CREATE ROLE {admin} WITH LOGIN CREATEROLE PASSWORD '{password}'"
+            ))
             .await
             .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open_sqlite(&dir.path().join("s.db")).await.unwrap();
-        let (core, _) = Core::initialize(store, &Seal::Ephemeral, None).await.unwrap();
-        let mount = mounts::enable(&core, "database", "database", "", Default::default()).await.unwrap();
+        let (core, _) = Core::initialize(store, &Seal::Ephemeral, None)
+            .await
+            .unwrap();
+        let mount = mounts::enable(&core, "database", "database", "", Default::default())
+            .await
+            .unwrap();
         let mut details = Map::new();
-        details.insert("connection_url".into(), json!(pg.connection_url_template("postgres")));
+        details.insert(
+            "connection_url".into(),
+            json!(pg.connection_url_template("postgres")),
+        );
         details.insert("username".into(), json!(admin));
         details.insert("password".into(), json!(password));
         let config = ConnectionConfig {
@@ -647,12 +671,17 @@ mod rotation_recovery_tests {
             new_password: new_password.to_owned(),
             started: Utc::now(),
         };
-        core.put_json(&root_intent_key(mount, "pg"), &intent).await.unwrap();
+        core.put_json(&root_intent_key(mount, "pg"), &intent)
+            .await
+            .unwrap();
     }
 
     async fn stored_password(core: &Core, mount: &Mount) -> String {
         let config = read_connection(core, mount, "pg").await.unwrap().unwrap();
-        config.connection_details["password"].as_str().unwrap().to_owned()
+        config.connection_details["password"]
+            .as_str()
+            .unwrap()
+            .to_owned()
     }
 
     #[tokio::test]
@@ -665,7 +694,11 @@ mod rotation_recovery_tests {
         assert_eq!(stored_password(&core, &mount).await, new);
         assert!(pg.connect_as("postgres", &admin, &new).await.is_ok());
         assert!(pg.connect_as("postgres", &admin, &old).await.is_err());
-        assert_eq!(recover_root_rotations(&core).await.unwrap(), 0, "the intent is gone");
+        assert_eq!(
+            recover_root_rotations(&core).await.unwrap(),
+            0,
+            "the intent is gone"
+        );
     }
 
     #[tokio::test]

@@ -1,16 +1,30 @@
 //! Leases: the durable record of every issued user, and the worker that revokes them.
 //!
-//! A lease is written as *pending* before its user is created, becomes *active* when the
-//! user exists, and *revoking* once it has ended. The worker finds due work with an indexed
-//! query on `next_attempt` instead of holding one timer per lease, so memory does not grow
-//! with the number of leases and start-up has nothing to restore.
+//! Life of a lease:
+//! 1. *pending*: written before the user is created, claimed by the issuing request. If the
+//!    issuer dies, its claim runs out and the worker revokes the user (which may or may not
+//!    exist: revocation is idempotent).
+//! 2. *active*: the user exists and was handed out; the worker acts at `expire_time`.
+//! 3. *revoking*: the lease ended; revocation is running or is being retried with backoff.
+//!    Success deletes the row. Failures are recorded and retried forever at most
+//!    `retry_cap` apart; after `irrevocable_after` attempts the lease is reported as failing
+//!    (Vault's "irrevocable") but still retried.
+//!
+//! The worker finds due work with an indexed query on `next_attempt` and *claims* it (with
+//! `FOR UPDATE SKIP LOCKED` on PostgreSQL), so memory does not grow with the number of
+//! leases, start-up restores nothing, and replicas sharing one database never revoke the
+//! same lease at the same time. A claim is itself a lease on the row: if a replica dies,
+//! its claims run out after `claim_timeout` and another replica takes over.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
 use rand::RngExt;
 use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
 
 use super::database;
 use super::error::{EngineError, Result, invalid};
@@ -19,15 +33,40 @@ use super::ttl::{self, TtlInputs};
 use crate::core::Core;
 use crate::storage::{LeaseRow, LeaseState};
 
-/// How long a pending lease may stay pending before the worker assumes its issuer died.
-/// Longer than [`database::CREATE_TIMEOUT`], so a slow creation is never revoked mid-way.
-pub const PENDING_GRACE: Duration = Duration::from_secs(120);
-/// First retry delay after a failed revocation.
-const RETRY_BASE: Duration = Duration::from_secs(5);
-/// Longest delay between revocation retries.
-const RETRY_CAP: Duration = Duration::from_secs(3600);
-/// Leases revoked per worker pass.
-const BATCH: i64 = 64;
+/// Tunables of revocation and the worker (`[leases]` in the configuration file).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LeaseSettings {
+    /// First retry delay after a failed revocation.
+    #[serde(with = "humantime_serde")]
+    pub revocation_retry_base: Duration,
+    /// Longest delay between revocation retries.
+    #[serde(with = "humantime_serde")]
+    pub revocation_retry_cap: Duration,
+    /// Failed attempts after which a lease is reported as failing (irrevocable).
+    pub irrevocable_after_attempts: i64,
+    /// How long a claim (an issuer's on its pending lease, a worker's on a due lease) lasts.
+    /// Longer than the slowest creation or revocation; a dead replica's work waits this long.
+    #[serde(with = "humantime_serde")]
+    pub claim_timeout: Duration,
+    /// Revocations run at once against one connection.
+    pub revocations_per_connection: usize,
+    /// Leases claimed per worker pass.
+    pub batch_size: i64,
+}
+
+impl Default for LeaseSettings {
+    fn default() -> Self {
+        LeaseSettings {
+            revocation_retry_base: Duration::from_secs(5),
+            revocation_retry_cap: Duration::from_secs(3600),
+            irrevocable_after_attempts: 6,
+            claim_timeout: Duration::from_secs(120),
+            revocations_per_connection: 4,
+            batch_size: 256,
+        }
+    }
+}
 
 /// What a lease needs to be revoked even after its role is deleted. Sealed in storage.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -59,6 +98,8 @@ pub struct PendingLease {
     pub username: String,
     /// HMAC of the owning token.
     pub owner: Option<String>,
+    /// Accessor of the owning token.
+    pub owner_accessor: Option<String>,
     /// Issue time.
     pub issue_time: DateTime<Utc>,
     /// Expiry.
@@ -77,14 +118,19 @@ fn now_ms() -> i64 {
     Utc::now().timestamp_millis()
 }
 
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
 fn revocation_key(id: &str) -> String {
     format!("lease/{id}")
 }
 
-/// Writes the pending lease (the intent) durably.
+/// Writes the pending lease (the intent) durably, claimed by the caller for `claim_timeout`.
 pub async fn insert_pending(core: &Core, lease: &PendingLease) -> Result<()> {
     let plain =
         serde_json::to_vec(&lease.revocation).map_err(|e| EngineError::Internal(e.to_string()))?;
+    let claim = now_ms() + ms(core.leases.claim_timeout);
     let row = LeaseRow {
         id: lease.id.clone(),
         mount: lease.mount.clone(),
@@ -101,7 +147,9 @@ pub async fn insert_pending(core: &Core, lease: &PendingLease) -> Result<()> {
         revocation: core.barrier.seal(&revocation_key(&lease.id), &plain),
         revoke_attempts: 0,
         revoke_error: None,
-        next_attempt: now_ms() + PENDING_GRACE.as_millis() as i64,
+        next_attempt: claim,
+        claimed_until: claim,
+        owner_accessor: lease.owner_accessor.clone(),
     };
     core.store.insert_lease(&row).await?;
     Ok(())
@@ -109,9 +157,11 @@ pub async fn insert_pending(core: &Core, lease: &PendingLease) -> Result<()> {
 
 /// Marks a pending lease active; the worker will act on it at `expire`.
 pub async fn activate(core: &Core, id: &str, expire: DateTime<Utc>) -> Result<()> {
-    core.store
-        .set_lease_state(id, LeaseState::Active, millis(expire))
-        .await?;
+    if !core.store.activate_lease(id, millis(expire)).await? {
+        return Err(EngineError::Internal(format!(
+            "lease {id} was taken over before the user was handed out (the request took longer than the claim timeout)"
+        )));
+    }
     core.lease_wake.notify_one();
     Ok(())
 }
@@ -132,17 +182,37 @@ async fn mount_for(core: &Core, row: &LeaseRow, revocation: &Revocation) -> Resu
         .ok_or_else(|| invalid(format!("the mount of lease {} no longer exists", row.id)))
 }
 
-/// Revokes one lease's user and deletes the lease. On failure the lease is kept with the
-/// error and a backoff, and the error is returned.
+/// Revokes a lease now: claims it, then revokes its user. If another process holds the
+/// claim, waits (briefly) for that process to finish instead of revoking twice.
 pub async fn revoke_row(core: &Core, row: &LeaseRow) -> Result<()> {
-    // Claim: if this process dies now, the worker retries after the grace period.
-    core.store
-        .set_lease_state(
-            &row.id,
-            LeaseState::Revoking,
-            now_ms() + PENDING_GRACE.as_millis() as i64,
-        )
-        .await?;
+    let now = now_ms();
+    if core
+        .store
+        .claim_lease(&row.id, now, now + ms(core.leases.claim_timeout))
+        .await?
+    {
+        return revoke_claimed(core, row).await;
+    }
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        match core.store.get_lease(&row.id).await? {
+            None => return Ok(()),
+            Some(current) if current.claimed_until < now_ms() => {
+                return Box::pin(revoke_row(core, &current)).await;
+            }
+            Some(_) => {}
+        }
+    }
+    Err(EngineError::Internal(format!(
+        "lease {} is being revoked by another process; check its state later",
+        row.id
+    )))
+}
+
+/// Revokes the user of a lease the caller has claimed, and deletes the lease. On failure
+/// the lease is kept with the error and a backoff, the claim released, and the error returned.
+pub async fn revoke_claimed(core: &Core, row: &LeaseRow) -> Result<()> {
+    let started = Instant::now();
     let outcome = async {
         let revocation = open_revocation(core, row)?;
         let mount = mount_for(core, row, &revocation).await?;
@@ -161,32 +231,54 @@ pub async fn revoke_row(core: &Core, row: &LeaseRow) -> Result<()> {
         .await
     }
     .await;
+    let labels = [
+        ("mount", row.mount.clone()),
+        ("connection", row.connection_name.clone()),
+    ];
+    metrics::histogram!("dbwarden_revoke_duration_seconds", &labels)
+        .record(started.elapsed().as_secs_f64());
     match outcome {
         Ok(()) => {
             core.store.delete_lease(&row.id).await?;
+            metrics::counter!(
+                "dbwarden_revocations_total",
+                &[&labels[..], &[("outcome", "ok".to_owned())]].concat()
+            )
+            .increment(1);
             tracing::info!(lease_id = %row.id, username = %row.username, "lease revoked");
             Ok(())
         }
         Err(e) => {
-            let delay = backoff(row.revoke_attempts + 1);
+            let attempts = row.revoke_attempts + 1;
+            let delay = backoff(&core.leases, attempts);
             let message: String = e.to_string().chars().take(500).collect();
             core.store
-                .record_revoke_failure(&row.id, &message, now_ms() + delay.as_millis() as i64)
+                .record_revoke_failure(&row.id, &message, now_ms() + ms(delay))
                 .await?;
-            tracing::warn!(lease_id = %row.id, attempts = row.revoke_attempts + 1, retry_in_s = delay.as_secs(), error = %message, "revocation failed; will retry");
+            metrics::counter!(
+                "dbwarden_revocations_total",
+                &[&labels[..], &[("outcome", "error".to_owned())]].concat()
+            )
+            .increment(1);
+            if let EngineError::Backend(b) = &e {
+                metrics::counter!("dbwarden_backend_errors_total", "kind" => b.kind()).increment(1);
+            }
+            let irrevocable = attempts >= core.leases.irrevocable_after_attempts;
+            tracing::warn!(lease_id = %row.id, attempts, irrevocable, retry_in_s = delay.as_secs(), error = %message, "revocation failed; will retry");
             Err(e)
         }
     }
 }
 
-/// Exponential backoff with ±50 % jitter, capped.
-pub fn backoff(attempt: i64) -> Duration {
-    let exp = u32::try_from(attempt.clamp(1, 20) - 1).unwrap_or(0);
-    let base = RETRY_BASE
+/// Exponential backoff with ±50 % jitter, capped at `revocation_retry_cap`.
+pub fn backoff(settings: &LeaseSettings, attempt: i64) -> Duration {
+    let exp = u32::try_from(attempt.clamp(1, 30) - 1).unwrap_or(0);
+    let base = settings
+        .revocation_retry_base
         .saturating_mul(2u32.saturating_pow(exp))
-        .min(RETRY_CAP);
+        .min(settings.revocation_retry_cap);
     let jitter = rand::rng().random_range(0.5..1.5);
-    base.mul_f64(jitter).min(RETRY_CAP)
+    base.mul_f64(jitter).min(settings.revocation_retry_cap)
 }
 
 /// What `sys/leases/lookup` shows.
@@ -206,12 +298,38 @@ pub struct LeaseInfo {
     pub ttl: i64,
     /// Last revocation error.
     pub revoke_error: Option<String>,
+    /// Failed revocation attempts.
+    pub revoke_attempts: i64,
+    /// Whether it failed often enough to be reported as irrevocable.
+    pub irrevocable: bool,
     /// State.
     pub state: LeaseState,
+    /// Accessor of the owning token.
+    pub token_accessor: Option<String>,
+    /// The database username (not a secret).
+    pub username: String,
 }
 
 fn from_ms(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+fn info(core: &Core, row: LeaseRow) -> LeaseInfo {
+    let now = now_ms();
+    LeaseInfo {
+        issue_time: from_ms(row.issue_time),
+        expire_time: from_ms(row.expire_time),
+        last_renewal: row.last_renewal.map(from_ms),
+        renewable: row.renewable && row.state == LeaseState::Active,
+        ttl: ((row.expire_time - now).max(0) + 500) / 1000,
+        irrevocable: row.revoke_attempts >= core.leases.irrevocable_after_attempts,
+        revoke_attempts: row.revoke_attempts,
+        revoke_error: row.revoke_error,
+        state: row.state,
+        token_accessor: row.owner_accessor,
+        username: row.username,
+        id: row.id,
+    }
 }
 
 /// Looks up a lease.
@@ -221,17 +339,24 @@ pub async fn lookup(core: &Core, id: &str) -> Result<LeaseInfo> {
         .get_lease(id)
         .await?
         .ok_or_else(|| invalid("invalid lease"))?;
-    let now = now_ms();
-    Ok(LeaseInfo {
-        id: row.id.clone(),
-        issue_time: from_ms(row.issue_time),
-        expire_time: from_ms(row.expire_time),
-        last_renewal: row.last_renewal.map(from_ms),
-        renewable: row.renewable && row.state == LeaseState::Active,
-        ttl: ((row.expire_time - now).max(0) + 500) / 1000,
-        revoke_error: row.revoke_error.clone(),
-        state: row.state,
-    })
+    Ok(info(core, row))
+}
+
+/// Leases whose revocation failed `irrevocable_after_attempts` times or more.
+pub async fn irrevocable(core: &Core, limit: i64) -> Result<Vec<LeaseInfo>> {
+    let rows = core
+        .store
+        .failing_leases(core.leases.irrevocable_after_attempts, limit)
+        .await?;
+    Ok(rows.into_iter().map(|r| info(core, r)).collect())
+}
+
+/// Number of irrevocable leases.
+pub async fn count_irrevocable(core: &Core) -> Result<i64> {
+    Ok(core
+        .store
+        .count_failing_leases(core.leases.irrevocable_after_attempts)
+        .await?)
 }
 
 /// Renews a lease with Vault's arithmetic; returns the new TTL and any warning.
@@ -243,7 +368,7 @@ pub async fn renew(core: &Core, id: &str, increment: Option<i64>) -> Result<(i64
         .ok_or_else(|| invalid("lease not found"))?;
     match row.state {
         LeaseState::Active => {}
-        LeaseState::Revoking if row.revoke_error.is_some() => {
+        LeaseState::Revoking if row.revoke_attempts >= core.leases.irrevocable_after_attempts => {
             return Err(invalid(
                 "lease is expired and has failed previous revocation attempts",
             ));
@@ -305,13 +430,21 @@ pub async fn revoke(core: &Core, id: &str) -> Result<()> {
     }
 }
 
+/// Hands a lease to the worker for revocation as soon as possible (`sync=false`).
+pub async fn revoke_later(core: &Core, id: &str) -> Result<()> {
+    if core.store.mark_lease_due(id, now_ms()).await? {
+        core.lease_wake.notify_one();
+    }
+    Ok(())
+}
+
 /// Revokes every lease under `prefix`. With `force`, backend errors are ignored and the
 /// leases deleted anyway (`revoke-force`: the operator takes responsibility).
 pub async fn revoke_prefix(core: &Core, prefix: &str, force: bool) -> Result<()> {
     // An exact lease id without trailing slash revokes just that lease.
-    let prefix = if core.store.get_lease(prefix).await?.is_some()
+    let prefix = if prefix.is_empty()
         || prefix.ends_with('/')
-        || prefix.is_empty()
+        || core.store.get_lease(prefix).await?.is_some()
     {
         prefix.to_owned()
     } else {
@@ -335,19 +468,42 @@ pub async fn revoke_prefix(core: &Core, prefix: &str, force: bool) -> Result<()>
     first_error.map_or(Ok(()), Err)
 }
 
-/// Revokes the leases owned by a token (the token is being revoked).
+/// Revokes the leases owned by a token (the token is being revoked or has expired).
 ///
-/// Failures are recorded on each lease and retried by the worker; they do not stop the
-/// token's revocation.
+/// Each lease is handed to the worker rather than revoked inline, so a token with many
+/// leases is revoked quickly and a slow database does not hold up the token's revocation.
 pub async fn revoke_by_owner(core: &Core, owner: &str) -> Result<()> {
+    let now = now_ms();
     for id in core.store.lease_ids_by_owner(owner).await? {
-        if let Some(row) = core.store.get_lease(&id).await?
-            && let Err(e) = revoke_row(core, &row).await
-        {
-            tracing::warn!(lease_id = %id, error = %e, "revocation with owning token deferred to the worker");
-        }
+        core.store.mark_lease_due(&id, now).await?;
     }
+    core.lease_wake.notify_one();
     Ok(())
+}
+
+/// `sys/leases/tidy`: hands to the worker every lease whose owning token no longer exists.
+/// Returns how many leases were found orphaned.
+pub async fn tidy(core: &Core) -> Result<usize> {
+    let mut orphaned = 0;
+    let mut after = String::new();
+    loop {
+        let owners = core.store.lease_owners(&after, 500).await?;
+        let Some(last) = owners.last().cloned() else {
+            break;
+        };
+        for owner in owners {
+            if crate::auth::token::lookup_hmac(core, &owner)
+                .await?
+                .is_none()
+            {
+                let ids = core.store.lease_ids_by_owner(&owner).await?;
+                orphaned += ids.len();
+                revoke_by_owner(core, &owner).await?;
+            }
+        }
+        after = last;
+    }
+    Ok(orphaned)
 }
 
 /// Lists the next path segments of lease ids under `prefix` (which ends with `/` or is empty).
@@ -356,25 +512,79 @@ pub async fn list(core: &Core, prefix: &str) -> Result<Vec<String>> {
     Ok(crate::storage::next_segments(prefix, &ids))
 }
 
-/// One pass of the worker: revokes due leases. Returns how many it handled.
-pub async fn run_due(core: &Core) -> Result<usize> {
-    let due = core.store.due_leases(now_ms(), BATCH).await?;
-    let handled = due.len();
-    for row in due {
-        // Errors are recorded on the lease with a backoff; keep going with the others.
-        let _ = revoke_row(core, &row).await;
+/// Per-connection limits on concurrent revocations, created on first use.
+#[derive(Default)]
+struct ConnectionLimits(Mutex<HashMap<String, Arc<Semaphore>>>);
+
+impl ConnectionLimits {
+    fn get(&self, key: &str, permits: usize) -> Arc<Semaphore> {
+        self.0
+            .lock()
+            .expect("limits lock poisoned")
+            .entry(key.to_owned())
+            .or_insert_with(|| Arc::new(Semaphore::new(permits.max(1))))
+            .clone()
     }
-    Ok(handled)
 }
 
-/// The background worker: revokes due leases, sleeping until the next deadline or until
-/// woken by a newly issued lease. Stops when `shutdown` fires.
+/// One pass of the worker: claims due leases and revokes them, several at once but at most
+/// `revocations_per_connection` per target connection. Returns how many it claimed.
+async fn run_due(core: &Core, limits: &ConnectionLimits) -> Result<usize> {
+    let now = now_ms();
+    let due = core
+        .store
+        .claim_due_leases(
+            now,
+            now + ms(core.leases.claim_timeout),
+            core.leases.batch_size,
+        )
+        .await?;
+    let claimed = due.len();
+    let permits = core.leases.revocations_per_connection;
+    futures_util::stream::iter(due)
+        .for_each_concurrent(None, |row| async move {
+            let limit = limits.get(&format!("{}\0{}", row.mount, row.connection_name), permits);
+            let _permit = limit.acquire().await.expect("semaphore is never closed");
+            // Errors are recorded on the lease with a backoff; the others go on.
+            let _ = revoke_claimed(core, &row).await;
+        })
+        .await;
+    Ok(claimed)
+}
+
+/// Revokes tokens that expired (and so, through the worker, their leases).
+async fn run_expired_tokens(core: &Core) -> Result<usize> {
+    let expired = core
+        .store
+        .expired_tokens(Utc::now().timestamp(), 100)
+        .await?;
+    for id in &expired {
+        // lookup revokes an expired token (and its leases) as a side effect.
+        match crate::auth::token::lookup_hmac(core, id).await? {
+            // Renewed meanwhile: the index was stale, so correct it.
+            Some(entry) if entry.expire_time.is_some() => {
+                core.store
+                    .set_token_expiry(id, entry.expire_time.unwrap_or_default())
+                    .await?;
+            }
+            _ => core.store.delete_token_expiry(id).await?,
+        }
+    }
+    Ok(expired.len())
+}
+
+/// The background worker: revokes due leases and expired tokens, sleeping until the next
+/// deadline or until woken by a newly issued lease. Stops when `shutdown` fires.
 pub async fn worker(core: Arc<Core>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-    // Re-read storage at least this often, for leases written by other replicas.
+    // Re-read storage at least this often, for work written by other replicas.
     const MAX_SLEEP: Duration = Duration::from_secs(5);
+    let limits = ConnectionLimits::default();
     loop {
-        match run_due(&core).await {
-            Ok(n) if n as i64 == BATCH => continue,
+        if let Err(e) = run_expired_tokens(&core).await {
+            tracing::error!(error = %e, "expired-token pass failed");
+        }
+        match run_due(&core, &limits).await {
+            Ok(n) if n as i64 == core.leases.batch_size => continue,
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "lease worker pass failed"),
         }
@@ -398,11 +608,23 @@ mod tests {
 
     #[test]
     fn backoff_grows_and_is_capped() {
+        let settings = LeaseSettings::default();
         for _ in 0..50 {
-            let first = backoff(1);
+            let first = backoff(&settings, 1);
             assert!(first >= Duration::from_millis(2500) && first <= Duration::from_millis(7500));
-            assert!(backoff(30) <= RETRY_CAP);
+            assert!(backoff(&settings, 300) <= settings.revocation_retry_cap);
         }
-        assert!(backoff(12) >= RETRY_CAP / 2);
+        assert!(backoff(&settings, 12) >= settings.revocation_retry_cap / 2);
+    }
+
+    #[test]
+    fn settings_parse_from_toml() {
+        let s: LeaseSettings =
+            toml::from_str("revocation_retry_cap = \"10m\"\nirrevocable_after_attempts = 3\n")
+                .unwrap();
+        assert_eq!(s.revocation_retry_cap, Duration::from_secs(600));
+        assert_eq!(s.irrevocable_after_attempts, 3);
+        assert_eq!(s.claim_timeout, Duration::from_secs(120));
+        assert!(toml::from_str::<LeaseSettings>("retry = 1").is_err());
     }
 }

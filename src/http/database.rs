@@ -222,6 +222,7 @@ async fn issue(core: &Core, req: &Request, mount: &Mount, role: &str) -> Result<
     let token = req.token()?;
     let requester = Requester {
         token_hmac: Some(token.id_hmac.clone()),
+        token_accessor: Some(token.accessor.clone()),
         display_name: token.display_name.clone(),
     };
     let cred = database::issue_credential(core, mount, role, &requester).await?;

@@ -22,6 +22,8 @@ pub struct Response {
     pub accepted: bool,
     /// A body sent as is, without the envelope (`sys/health` in Vault).
     pub raw: Option<Value>,
+    /// A non-JSON body and its content type (`sys/metrics`).
+    pub text: Option<(String, &'static str)>,
 }
 
 impl Response {
@@ -54,6 +56,14 @@ impl Response {
         }
     }
 
+    /// 200 with a text body of the given content type.
+    pub fn text(body: String, content_type: &'static str) -> Self {
+        Response {
+            text: Some((body, content_type)),
+            ..Default::default()
+        }
+    }
+
     /// Adds warnings.
     pub fn with_warnings(mut self, warnings: Vec<String>) -> Self {
         self.warnings.extend(warnings);
@@ -76,6 +86,12 @@ fn json_response(status: StatusCode, body: Option<Value>) -> HttpResponse {
 
 /// Wraps a logical response in the envelope.
 pub fn render(response: Response, request_id: &str) -> HttpResponse {
+    if let Some((body, content_type)) = response.text {
+        let mut http = (StatusCode::OK, body).into_response();
+        http.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        return http;
+    }
     if let Some(raw) = response.raw {
         return json_response(StatusCode::OK, Some(raw));
     }

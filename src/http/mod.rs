@@ -92,6 +92,7 @@ fn is_unauthenticated(path: &str) -> bool {
 /// Paths that need `sudo` on top of the operation's capability (Vault's root paths).
 fn needs_sudo(path: &str, op: Operation) -> bool {
     path == "sys/rotate"
+        || path == "sys/leases"
         || path.starts_with("sys/leases/revoke-prefix/")
         || path.starts_with("sys/leases/revoke-force/")
         || (op == Operation::List && (path.starts_with("sys/leases/lookup")))

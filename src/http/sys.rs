@@ -56,6 +56,7 @@ pub async fn handle(core: &Core, req: &Request, rest: &str) -> Result<Response> 
             })))
         }
         "capabilities-self" if req.op.is_write() => capabilities_self(core, req).await,
+        "metrics" if req.op == Operation::Read => metrics(core, req).await,
         _ => not_found(rest),
     }
 }
@@ -286,9 +287,68 @@ fn lease_id(req: &Request, from_path: &str) -> Result<String> {
     Ok(id)
 }
 
+fn lease_json(info: &lease::LeaseInfo) -> Value {
+    let mut data = json!({
+        "id": info.id,
+        "issue_time": info.issue_time.to_rfc3339(),
+        "expire_time": info.expire_time.to_rfc3339(),
+        "last_renewal": info.last_renewal.map(|t| t.to_rfc3339()),
+        "renewable": info.renewable,
+        "ttl": info.ttl,
+        // dbwarden's additions: where the lease is in its life, and who owns it.
+        "state": info.state.as_str(),
+        "irrevocable": info.irrevocable,
+        "revoke_attempts": info.revoke_attempts,
+        "token_accessor": info.token_accessor,
+        "username": info.username,
+    });
+    if let Some(err) = &info.revoke_error {
+        data["revoke_error"] = json!(err);
+    }
+    data
+}
+
 async fn lease_routes(core: &Core, req: &Request, tail: &str) -> Result<Response> {
     let (endpoint, rest) = split_first(tail);
     match (endpoint, req.op) {
+        ("", Operation::Read) => {
+            if req.data.string("type")?.as_deref() != Some("irrevocable") {
+                return Err(invalid("type must be \"irrevocable\""));
+            }
+            let limit = match req.data.string("limit")?.as_deref() {
+                Some("none") => i64::MAX,
+                Some(l) => l
+                    .parse()
+                    .map_err(|_| invalid("limit must be a number or \"none\""))?,
+                None => 10_000,
+            };
+            let leases = lease::irrevocable(core, limit).await?;
+            let list: Vec<Value> = leases.iter().map(lease_json).collect();
+            Ok(Response::data(
+                json!({"lease_count": list.len(), "leases": list}),
+            ))
+        }
+        ("count", Operation::Read) => {
+            let count = match req.data.string("type")?.as_deref() {
+                Some("irrevocable") => lease::count_irrevocable(core).await?,
+                Some("all") | None => core.store.count_leases().await?,
+                Some(other) => return Err(invalid(format!("unknown lease type \"{other}\""))),
+            };
+            Ok(Response::data(
+                json!({"lease_count": count, "counts": {"root": count}}),
+            ))
+        }
+        ("tidy", op) if op.is_write() => {
+            let found = lease::tidy(core).await?;
+            tracing::info!(orphaned = found, "lease tidy finished");
+            Ok(Response {
+                accepted: true,
+                warnings: vec![format!(
+                    "Tidy operation successfully started. Any information from the operation will be printed to the server logs. {found} leases without a valid token were handed to the revocation worker."
+                )],
+                ..Default::default()
+            })
+        }
         ("lookup", Operation::List) => {
             let prefix = if rest.is_empty() {
                 String::new()
@@ -299,19 +359,7 @@ async fn lease_routes(core: &Core, req: &Request, tail: &str) -> Result<Response
         }
         ("lookup", op) if op.is_write() => {
             let info = lease::lookup(core, &lease_id(req, rest)?).await?;
-            let mut data = json!({
-                "id": info.id,
-                "issue_time": info.issue_time.to_rfc3339(),
-                "expire_time": info.expire_time.to_rfc3339(),
-                "last_renewal": info.last_renewal.map(|t| t.to_rfc3339()),
-                "renewable": info.renewable,
-                "ttl": info.ttl,
-                "state": info.state.as_str(),
-            });
-            if let Some(err) = info.revoke_error {
-                data["revoke_error"] = json!(err);
-            }
-            Ok(Response::data(data))
+            Ok(Response::data(lease_json(&info)))
         }
         ("renew", op) if op.is_write() => {
             let id = lease_id(req, rest)?;
@@ -326,17 +374,7 @@ async fn lease_routes(core: &Core, req: &Request, tail: &str) -> Result<Response
         ("revoke", op) if op.is_write() => {
             let id = lease_id(req, rest)?;
             if req.data.bool("sync")? == Some(false) {
-                // Lazy: mark it due now; the worker revokes it and wakes immediately.
-                if core.store.get_lease(&id).await?.is_some() {
-                    core.store
-                        .set_lease_state(
-                            &id,
-                            crate::storage::LeaseState::Revoking,
-                            chrono::Utc::now().timestamp_millis(),
-                        )
-                        .await?;
-                    core.lease_wake.notify_one();
-                }
+                lease::revoke_later(core, &id).await?;
                 return Ok(Response {
                     accepted: true,
                     ..Default::default()
@@ -355,6 +393,37 @@ async fn lease_routes(core: &Core, req: &Request, tail: &str) -> Result<Response
         }
         _ => unsupported(),
     }
+}
+
+async fn metrics(core: &Core, req: &Request) -> Result<Response> {
+    let format = req
+        .data
+        .string("format")?
+        .unwrap_or_else(|| "prometheus".into());
+    if format != "prometheus" {
+        return Err(invalid("only format=prometheus is supported"));
+    }
+    let handle = core.metrics.as_ref().ok_or_else(|| {
+        EngineError::UnsupportedPath("metrics are not enabled in this process".into())
+    })?;
+    // Gauges that describe storage are computed at scrape time: a query, not a counter
+    // that could drift from the truth (and they stay right across replicas).
+    let mut by_state: std::collections::HashMap<String, i64> = ["pending", "active", "revoking"]
+        .iter()
+        .map(|s| (s.to_string(), 0))
+        .collect();
+    for (state, n) in core.store.count_leases_by_state().await? {
+        by_state.insert(state, n);
+    }
+    for (state, n) in by_state {
+        metrics::gauge!("dbwarden_leases", "state" => state).set(n as f64);
+    }
+    metrics::gauge!("dbwarden_leases", "state" => "irrevocable")
+        .set(lease::count_irrevocable(core).await? as f64);
+    let now = chrono::Utc::now().timestamp_millis();
+    let lag = core.store.oldest_due(now).await?.map_or(0, |t| now - t);
+    metrics::gauge!("dbwarden_revocation_queue_lag_seconds").set(lag as f64 / 1000.0);
+    Ok(Response::text(handle.render(), "text/plain; version=0.0.4"))
 }
 
 async fn capabilities_self(core: &Core, req: &Request) -> Result<Response> {

@@ -72,11 +72,15 @@ pub struct LeaseRow {
     pub revoke_error: Option<String>,
     /// When the background worker should next act on this lease.
     pub next_attempt: i64,
+    /// Until when a worker or request owns this lease (0 when nobody does).
+    pub claimed_until: i64,
+    /// Accessor of the owning token, if any.
+    pub owner_accessor: Option<String>,
 }
 
 const COLUMNS: &str = "id, mount, role_name, connection_name, username, owner, state, renewable, \
     issue_time, expire_time, max_expire_time, last_renewal, revocation, revoke_attempts, \
-    revoke_error, next_attempt";
+    revoke_error, next_attempt, claimed_until, owner_accessor";
 
 fn from_row<R>(row: &R) -> Result<LeaseRow>
 where
@@ -107,15 +111,26 @@ where
         revoke_attempts: row.try_get("revoke_attempts")?,
         revoke_error: row.try_get("revoke_error")?,
         next_attempt: row.try_get("next_attempt")?,
+        claimed_until: row.try_get("claimed_until")?,
+        owner_accessor: row.try_get("owner_accessor")?,
     })
 }
+
+/// Claims due leases: PostgreSQL skips rows other replicas hold locked, so two replicas
+/// never claim the same lease; SQLite serialises writers, so the plain form is atomic.
+const CLAIM_DUE_POSTGRES: &str = "UPDATE leases SET next_attempt = $2, claimed_until = $2 \
+    WHERE id IN (SELECT id FROM leases WHERE next_attempt <= $1 ORDER BY next_attempt LIMIT $3 \
+    FOR UPDATE SKIP LOCKED) RETURNING ";
+const CLAIM_DUE_SQLITE: &str = "UPDATE leases SET next_attempt = $2, claimed_until = $2 \
+    WHERE id IN (SELECT id FROM leases WHERE next_attempt <= $1 ORDER BY next_attempt LIMIT $3) \
+    RETURNING ";
 
 impl Store {
     /// Inserts a new lease row.
     pub async fn insert_lease(&self, lease: &LeaseRow) -> Result<()> {
         let sql = format!(
             "INSERT INTO leases ({COLUMNS}) VALUES \
-             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
         );
         on_pool!(self, pool => sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(&lease.id)
@@ -134,6 +149,8 @@ impl Store {
             .bind(lease.revoke_attempts)
             .bind(&lease.revoke_error)
             .bind(lease.next_attempt)
+            .bind(lease.claimed_until)
+            .bind(&lease.owner_accessor)
             .execute(pool)
             .await
             .map(drop)?);
@@ -152,28 +169,88 @@ impl Store {
             .transpose())
     }
 
-    /// Moves a lease to `state`, with the time the worker should next look at it.
-    pub async fn set_lease_state(
-        &self,
-        id: &str,
-        state: LeaseState,
-        next_attempt: i64,
-    ) -> Result<bool> {
-        let n = on_pool!(self, pool => sqlx::query("UPDATE leases SET state = $2, next_attempt = $3 WHERE id = $1")
-            .bind(id)
-            .bind(state.as_str())
-            .bind(next_attempt)
-            .execute(pool)
-            .await?
-            .rows_affected());
+    /// Turns a pending lease active and releases the issuer's claim; the worker acts at `expire_time`.
+    pub async fn activate_lease(&self, id: &str, expire_time: i64) -> Result<bool> {
+        let n = on_pool!(self, pool => sqlx::query(
+            "UPDATE leases SET state = 'active', next_attempt = $2, claimed_until = 0 \
+             WHERE id = $1 AND state = 'pending'",
+        )
+        .bind(id)
+        .bind(expire_time)
+        .execute(pool)
+        .await?
+        .rows_affected());
         Ok(n == 1)
     }
 
-    /// Records a renewal: the new expiry becomes the next time the worker acts.
+    /// Claims one lease for revocation until `until`, unless somebody else holds it.
+    pub async fn claim_lease(&self, id: &str, now: i64, until: i64) -> Result<bool> {
+        let n = on_pool!(self, pool => sqlx::query(
+            "UPDATE leases SET state = 'revoking', next_attempt = $3, claimed_until = $3 \
+             WHERE id = $1 AND claimed_until < $2",
+        )
+        .bind(id)
+        .bind(now)
+        .bind(until)
+        .execute(pool)
+        .await?
+        .rows_affected());
+        Ok(n == 1)
+    }
+
+    /// Marks a lease to be revoked as soon as the worker gets to it (lazy revocation).
+    pub async fn mark_lease_due(&self, id: &str, now: i64) -> Result<bool> {
+        let n = on_pool!(self, pool => sqlx::query(
+            "UPDATE leases SET state = 'revoking', next_attempt = $2 WHERE id = $1 AND claimed_until < $2",
+        )
+        .bind(id)
+        .bind(now)
+        .execute(pool)
+        .await?
+        .rows_affected());
+        Ok(n == 1)
+    }
+
+    /// Claims up to `limit` due leases until `until` and returns them.
+    pub async fn claim_due_leases(
+        &self,
+        now: i64,
+        until: i64,
+        limit: i64,
+    ) -> Result<Vec<LeaseRow>> {
+        let head = match self {
+            Store::Sqlite(_) => CLAIM_DUE_SQLITE,
+            Store::Postgres(_) => CLAIM_DUE_POSTGRES,
+        };
+        let sql = format!("{head}{COLUMNS}");
+        on_pool!(self, pool => sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(now)
+            .bind(until)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(from_row)
+            .collect())
+    }
+
+    /// Makes every pending lease due now. Only for single-process storage at start-up, where
+    /// any pending lease was left by a process that died.
+    pub async fn release_pending_leases(&self, now: i64) -> Result<u64> {
+        Ok(on_pool!(self, pool => sqlx::query(
+            "UPDATE leases SET next_attempt = $1, claimed_until = 0 WHERE state = 'pending'",
+        )
+        .bind(now)
+        .execute(pool)
+        .await?
+        .rows_affected()))
+    }
+
+    /// Records a renewal of an active, unclaimed lease.
     pub async fn renew_lease(&self, id: &str, expire_time: i64, now: i64) -> Result<bool> {
         let n = on_pool!(self, pool => sqlx::query(
             "UPDATE leases SET expire_time = $2, next_attempt = $2, last_renewal = $3 \
-             WHERE id = $1 AND state = 'active'",
+             WHERE id = $1 AND state = 'active' AND claimed_until < $3",
         )
         .bind(id)
         .bind(expire_time)
@@ -184,7 +261,7 @@ impl Store {
         Ok(n == 1)
     }
 
-    /// Records a failed revocation and when to try again.
+    /// Records a failed revocation, releases the claim, and sets when to try again.
     pub async fn record_revoke_failure(
         &self,
         id: &str,
@@ -193,7 +270,7 @@ impl Store {
     ) -> Result<()> {
         on_pool!(self, pool => sqlx::query(
             "UPDATE leases SET state = 'revoking', revoke_attempts = revoke_attempts + 1, \
-             revoke_error = $2, next_attempt = $3 WHERE id = $1",
+             revoke_error = $2, next_attempt = $3, claimed_until = 0 WHERE id = $1",
         )
         .bind(id)
         .bind(error)
@@ -237,19 +314,18 @@ impl Store {
             .collect())
     }
 
-    /// The leases whose next action is due at `now`, oldest first.
-    pub async fn due_leases(&self, now: i64, limit: i64) -> Result<Vec<LeaseRow>> {
-        let sql = format!(
-            "SELECT {COLUMNS} FROM leases WHERE next_attempt <= $1 ORDER BY next_attempt LIMIT $2"
-        );
-        on_pool!(self, pool => sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(now)
-            .bind(limit)
-            .fetch_all(pool)
-            .await?
-            .iter()
-            .map(from_row)
-            .collect())
+    /// Distinct owners of leases (for `sys/leases/tidy`), after `after`, at most `limit`.
+    pub async fn lease_owners(&self, after: &str, limit: i64) -> Result<Vec<String>> {
+        on_pool!(self, pool => sqlx::query(
+            "SELECT DISTINCT owner FROM leases WHERE owner IS NOT NULL AND owner > $1 ORDER BY owner LIMIT $2",
+        )
+        .bind(after)
+        .bind(limit)
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(|r| r.try_get::<String, _>(0).map_err(StorageError::from))
+        .collect())
     }
 
     /// The earliest `next_attempt` of any lease, for the worker's sleep.
@@ -269,6 +345,54 @@ impl Store {
             .fetch_one(pool)
             .await?
             .try_get::<i64, _>(0)?),
+        )
+    }
+
+    /// Number of leases per state.
+    pub async fn count_leases_by_state(&self) -> Result<Vec<(String, i64)>> {
+        on_pool!(self, pool => sqlx::query("SELECT state, COUNT(*) FROM leases GROUP BY state")
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get::<String, _>(0)?, r.try_get::<i64, _>(1)?)))
+            .collect())
+    }
+
+    /// Leases whose revocation failed at least `min_attempts` times, oldest expiry first.
+    pub async fn failing_leases(&self, min_attempts: i64, limit: i64) -> Result<Vec<LeaseRow>> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM leases WHERE state = 'revoking' AND revoke_attempts >= $1 \
+             ORDER BY expire_time LIMIT $2"
+        );
+        on_pool!(self, pool => sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(min_attempts)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(from_row)
+            .collect())
+    }
+
+    /// Number of leases whose revocation failed at least `min_attempts` times.
+    pub async fn count_failing_leases(&self, min_attempts: i64) -> Result<i64> {
+        Ok(on_pool!(self, pool => sqlx::query(
+            "SELECT COUNT(*) FROM leases WHERE state = 'revoking' AND revoke_attempts >= $1",
+        )
+        .bind(min_attempts)
+        .fetch_one(pool)
+        .await?
+        .try_get::<i64, _>(0)?))
+    }
+
+    /// The oldest `next_attempt` that is already due at `now` (for the queue-lag metric).
+    pub async fn oldest_due(&self, now: i64) -> Result<Option<i64>> {
+        Ok(
+            on_pool!(self, pool => sqlx::query("SELECT MIN(next_attempt) FROM leases WHERE next_attempt <= $1")
+            .bind(now)
+            .fetch_one(pool)
+            .await?
+            .try_get::<Option<i64>, _>(0)?),
         )
     }
 }

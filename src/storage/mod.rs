@@ -10,6 +10,7 @@
 //! | PostgreSQL | 15 (this machine)       | several replicas sharing one database|
 
 mod lease;
+mod token_expiry;
 
 use std::borrow::Cow;
 use std::path::Path;
@@ -98,16 +99,30 @@ impl Store {
 
     fn migrator(&self) -> Migrator {
         let sources: &[(i64, &str, &'static str)] = match self {
-            Store::Sqlite(_) => &[(
-                1,
-                "init",
-                include_str!("../../migrations/sqlite/0001_init.sql"),
-            )],
-            Store::Postgres(_) => &[(
-                1,
-                "init",
-                include_str!("../../migrations/postgres/0001_init.sql"),
-            )],
+            Store::Sqlite(_) => &[
+                (
+                    1,
+                    "init",
+                    include_str!("../../migrations/sqlite/0001_init.sql"),
+                ),
+                (
+                    2,
+                    "claims",
+                    include_str!("../../migrations/sqlite/0002_claims.sql"),
+                ),
+            ],
+            Store::Postgres(_) => &[
+                (
+                    1,
+                    "init",
+                    include_str!("../../migrations/postgres/0001_init.sql"),
+                ),
+                (
+                    2,
+                    "claims",
+                    include_str!("../../migrations/postgres/0002_claims.sql"),
+                ),
+            ],
         };
         Migrator::with_migrations(
             sources

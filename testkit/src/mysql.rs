@@ -28,8 +28,9 @@ impl TestMysql {
     pub fn shared() -> &'static TestMysql {
         SHARED.get_or_init(|| match std::env::var("DBWARDEN_TEST_MYSQL_URL") {
             Ok(url) if !url.trim().is_empty() => {
-                let opts = Opts::from_url(url.trim())
-                    .unwrap_or_else(|e| panic!("DBWARDEN_TEST_MYSQL_URL is not a mysql:// URL: {e}"));
+                let opts = Opts::from_url(url.trim()).unwrap_or_else(|e| {
+                    panic!("DBWARDEN_TEST_MYSQL_URL is not a mysql:// URL: {e}")
+                });
                 TestMysql {
                     host: opts.ip_or_hostname().to_owned(),
                     port: opts.tcp_port(),
@@ -79,7 +80,10 @@ impl TestMysql {
     /// A Vault-style `connection_url` (Go MySQL driver DSN) for `db`, with `{{username}}` and
     /// `{{password}}`.
     pub fn connection_url_template(&self, db: &str) -> String {
-        format!("{{{{username}}}}:{{{{password}}}}@tcp({}:{})/{db}", self.host, self.port)
+        format!(
+            "{{{{username}}}}:{{{{password}}}}@tcp({}:{})/{db}",
+            self.host, self.port
+        )
     }
 
     /// Connection options for `user` (TCP only, no socket upgrade), optionally with a database.
@@ -98,11 +102,21 @@ impl TestMysql {
     pub async fn connect(&self) -> Conn {
         Conn::new(self.opts_as(&self.user, &self.password, None))
             .await
-            .unwrap_or_else(|e| panic!("cannot connect to MariaDB/MySQL at {}:{}: {e}", self.host, self.port))
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot connect to MariaDB/MySQL at {}:{}: {e}",
+                    self.host, self.port
+                )
+            })
     }
 
     /// Connects as any user (the error is returned, for "login must fail" checks).
-    pub async fn connect_as(&self, user: &str, password: &str, db: Option<&str>) -> Result<Conn, mysql_async::Error> {
+    pub async fn connect_as(
+        &self,
+        user: &str,
+        password: &str,
+        db: Option<&str>,
+    ) -> Result<Conn, mysql_async::Error> {
         Conn::new(self.opts_as(user, password, db)).await
     }
 
@@ -110,7 +124,8 @@ impl TestMysql {
     pub async fn create_database(&self, prefix: &str) -> String {
         let name = crate::unique_name(prefix);
         assert!(
-            name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+            name.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
             "database names in tests are [a-z0-9_]: {name:?}"
         );
         let mut conn = self.connect().await;
@@ -124,23 +139,37 @@ impl TestMysql {
     /// Drops a database made by [`TestMysql::create_database`].
     pub async fn drop_database(&self, name: &str) {
         let mut conn = self.connect().await;
-        conn.query_drop(format!("DROP DATABASE IF EXISTS `{}`", name.replace('`', "``")))
-            .await
-            .unwrap_or_else(|e| panic!("DROP DATABASE {name}: {e}"));
+        conn.query_drop(format!(
+            "DROP DATABASE IF EXISTS `{}`",
+            name.replace('`', "``")
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("DROP DATABASE {name}: {e}"));
         let _ = conn.disconnect().await;
     }
 
     /// Drops every account whose user name starts with `prefix` (cleanup after a failed test).
     pub async fn drop_users_with_prefix(&self, prefix: &str) {
         let mut conn = self.connect().await;
-        let pattern = format!("{}%", prefix.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+        let pattern = format!(
+            "{}%",
+            prefix
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        );
         let accounts: Vec<(String, String)> = conn
-            .exec("SELECT user, host FROM mysql.user WHERE user LIKE ?", (pattern,))
+            .exec(
+                "SELECT user, host FROM mysql.user WHERE user LIKE ?",
+                (pattern,),
+            )
             .await
             .unwrap_or_else(|e| panic!("listing users: {e}"));
         for (user, host) in accounts {
             let q = |s: &str| format!("'{}'", s.replace('\\', "\\\\").replace('\'', "''"));
-            let _ = conn.query_drop(format!("DROP USER IF EXISTS {}@{}", q(&user), q(&host))).await;
+            let _ = conn
+                .query_drop(format!("DROP USER IF EXISTS {}@{}", q(&user), q(&host)))
+                .await;
         }
         let _ = conn.disconnect().await;
     }

@@ -42,7 +42,8 @@ impl TempPostgres {
     /// cannot be started, with the server log in the message.
     pub fn shared() -> &'static TempPostgres {
         SHARED.get_or_init(|| {
-            let pg = TempPostgres::start().unwrap_or_else(|e| panic!("cannot start a throwaway PostgreSQL: {e}"));
+            let pg = TempPostgres::start()
+                .unwrap_or_else(|e| panic!("cannot start a throwaway PostgreSQL: {e}"));
             // SAFETY: `stop_shared_at_exit` is a plain `extern "C" fn` that only reads a
             // `OnceLock` and runs `pg_ctl`; registering it has no other precondition.
             unsafe {
@@ -129,7 +130,10 @@ impl TempPostgres {
     /// Creates database `name` (`[a-z0-9_]` only) owned by the superuser.
     pub async fn create_database(&self, name: &str) {
         assert!(
-            !name.is_empty() && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+            !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
             "database names in tests are [a-z0-9_]: {name:?}"
         );
         self.connect("postgres")
@@ -151,7 +155,8 @@ impl TempPostgres {
             crate::unique_name("")
         ));
         fs::create_dir(&root).map_err(|e| format!("mkdir {}: {e}", root.display()))?;
-        fs::write(root.join("owner.pid"), std::process::id().to_string()).map_err(|e| e.to_string())?;
+        fs::write(root.join("owner.pid"), std::process::id().to_string())
+            .map_err(|e| e.to_string())?;
         let sock = root.join("sock");
         fs::create_dir(&sock).map_err(|e| e.to_string())?;
         let password = crate::unique_name("Pg-");
@@ -212,7 +217,8 @@ impl TempPostgres {
                 tls.key.display()
             ));
         }
-        conf.write_all(settings.as_bytes()).map_err(|e| e.to_string())?;
+        conf.write_all(settings.as_bytes())
+            .map_err(|e| e.to_string())?;
         drop(conf);
 
         let mut last_error = String::new();
@@ -309,7 +315,9 @@ fn find_bindir() -> Result<PathBuf, String> {
         }
     }
     let mut candidates: Vec<PathBuf> = fs::read_dir("/usr/lib/postgresql")
-        .map_err(|_| "no PostgreSQL found: set DBWARDEN_TEST_PG_BINDIR or install postgresql".to_owned())?
+        .map_err(|_| {
+            "no PostgreSQL found: set DBWARDEN_TEST_PG_BINDIR or install postgresql".to_owned()
+        })?
         .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
         .filter(|p| p.join("initdb").exists())
         .collect();
@@ -378,7 +386,8 @@ fn postgres_ids() -> Result<(u32, u32), String> {
 }
 
 fn chown_tree(path: &Path, uid: u32, gid: u32) -> Result<(), String> {
-    std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(|e| format!("chown {}: {e}", path.display()))?;
+    std::os::unix::fs::chown(path, Some(uid), Some(gid))
+        .map_err(|e| format!("chown {}: {e}", path.display()))?;
     if path.is_dir() {
         for entry in fs::read_dir(path).map_err(|e| e.to_string())? {
             chown_tree(&entry.map_err(|e| e.to_string())?.path(), uid, gid)?;
@@ -398,7 +407,13 @@ fn make_tls(root: &Path) -> Option<TlsFiles> {
     use std::os::unix::fs::PermissionsExt as _;
     let dir = root.join("tls");
     fs::create_dir(&dir).ok()?;
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
     let run = |args: &[&str]| {
         Command::new("openssl")
             .current_dir(&dir)
@@ -433,15 +448,37 @@ fn make_tls(root: &Path) -> Option<TlsFiles> {
             "keyUsage=critical,keyCertSign,cRLSign",
         ],
     ]
-    .concat()) && run(&[
-        &["req"][..],
-        &ec,
-        &["-subj", "/CN=localhost", "-keyout", "server.key", "-out", "server.csr"],
-    ]
-    .concat()) && run(&[
-        "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "3",
-        "-out", "server.crt", "-extfile", "server.ext",
-    ]);
+    .concat())
+        && run(&[
+            &["req"][..],
+            &ec,
+            &[
+                "-subj",
+                "/CN=localhost",
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+            ],
+        ]
+        .concat())
+        && run(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "3",
+            "-out",
+            "server.crt",
+            "-extfile",
+            "server.ext",
+        ]);
     if !ok {
         return None;
     }

@@ -2,7 +2,7 @@
 //! One test binary (with modules) to keep link time down on small machines.
 
 mod hvac;
-//mod mysql;
+mod mysql;
 mod policy;
 mod postgres;
 mod restart;

@@ -12,8 +12,14 @@ async fn issue_use_renew_revoke_cuts_access() {
     let my = TestMysql::shared();
     let db = my.create_database("api_").await;
     let mut admin = my.connect().await;
-    admin.query_drop(format!("CREATE TABLE `{db}`.t (v INT)")).await.unwrap();
-    admin.query_drop(format!("INSERT INTO `{db}`.t VALUES (7)")).await.unwrap();
+    admin
+        .query_drop(format!("CREATE TABLE `{db}`.t (v INT)"))
+        .await
+        .unwrap();
+    admin
+        .query_drop(format!("INSERT INTO `{db}`.t VALUES (7)"))
+        .await
+        .unwrap();
 
     let server = Server::dev();
     let client = server.client();
@@ -48,20 +54,51 @@ async fn issue_use_renew_revoke_cuts_access() {
     let pass = creds["data"]["password"].as_str().unwrap().to_owned();
     assert!(user.len() <= 32);
 
-    let mut session = my.connect_as(&user, &pass, Some(&db)).await.expect("login with issued credential");
+    let mut session = my
+        .connect_as(&user, &pass, Some(&db))
+        .await
+        .expect("login with issued credential");
     let v: Option<i32> = session.query_first("SELECT v FROM t").await.unwrap();
     assert_eq!(v, Some(7));
-    assert!(my.connect_as(&user, "wrong-password", Some(&db)).await.is_err());
+    assert!(
+        my.connect_as(&user, "wrong-password", Some(&db))
+            .await
+            .is_err()
+    );
 
-    let renewed = client.ok("PUT", "sys/leases/renew", Some(json!({"lease_id": lease_id}))).await;
+    let renewed = client
+        .ok(
+            "PUT",
+            "sys/leases/renew",
+            Some(json!({"lease_id": lease_id})),
+        )
+        .await;
     assert_eq!(renewed["lease_duration"], 600);
 
-    let (status, _) = client.call("PUT", "sys/leases/revoke", Some(json!({"lease_id": lease_id}))).await;
+    let (status, _) = client
+        .call(
+            "PUT",
+            "sys/leases/revoke",
+            Some(json!({"lease_id": lease_id})),
+        )
+        .await;
     assert_eq!(status, 204);
-    assert!(session.query_first::<i32, _>("SELECT v FROM t").await.is_err(), "live session must be killed");
-    assert!(my.connect_as(&user, &pass, Some(&db)).await.is_err(), "login must fail after revoke");
+    assert!(
+        session
+            .query_first::<i32, _>("SELECT v FROM t")
+            .await
+            .is_err(),
+        "live session must be killed"
+    );
+    assert!(
+        my.connect_as(&user, &pass, Some(&db)).await.is_err(),
+        "login must fail after revoke"
+    );
     let left: Option<i64> = admin
-        .exec_first("SELECT COUNT(*) FROM mysql.user WHERE user = ?", (user.clone(),))
+        .exec_first(
+            "SELECT COUNT(*) FROM mysql.user WHERE user = ?",
+            (user.clone(),),
+        )
         .await
         .unwrap();
     assert_eq!(left, Some(0), "user must be dropped");

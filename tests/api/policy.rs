@@ -69,14 +69,12 @@ async fn creds_only_token_is_refused_elsewhere() {
         .await;
     let (status, _) = limited.call("GET", "auth/token/lookup-self", None).await;
     assert_eq!(status, 403);
-    let (status, _) = root
-        .call(
-            "PUT",
-            "sys/leases/lookup",
-            Some(json!({"lease_id": creds["lease_id"]})),
-        )
-        .await;
-    assert_eq!(status, 400, "the token's lease is gone");
+    // As in Vault, the token's leases are revoked by the background worker, promptly.
+    assert!(
+        root.wait_lease_gone(creds["lease_id"].as_str().unwrap())
+            .await,
+        "the token's lease is gone"
+    );
     let n = pg
         .connect("postgres")
         .await
@@ -178,4 +176,88 @@ async fn vault_http_conventions() {
     c.ok("POST", "sys/rotate", None).await;
     let status = c.ok("GET", "sys/key-status", None).await;
     assert_eq!(status["data"]["term"], 2);
+}
+
+#[tokio::test]
+async fn token_limits_are_enforced() {
+    let server = Server::dev();
+    let root = server.client();
+    // num_uses: the token works exactly that many times.
+    let created = root
+        .ok("POST", "auth/token/create", Some(json!({"num_uses": 2})))
+        .await;
+    let limited = root.with_token(created["auth"]["client_token"].as_str().unwrap());
+    limited.ok("GET", "auth/token/lookup-self", None).await;
+    limited.ok("GET", "auth/token/lookup-self", None).await;
+    let (status, _) = limited.call("GET", "auth/token/lookup-self", None).await;
+    assert_eq!(status, 403);
+
+    // A child cannot get policies its parent lacks, nor create orphans without sudo.
+    root.ok(
+        "PUT",
+        "sys/policies/acl/tokens",
+        Some(json!({"policy": "path \"auth/token/create*\" { capabilities = [\"update\"] }"})),
+    )
+    .await;
+    let parent = root
+        .ok(
+            "POST",
+            "auth/token/create",
+            Some(json!({"policies": "tokens"})),
+        )
+        .await;
+    let parent = root.with_token(parent["auth"]["client_token"].as_str().unwrap());
+    let (status, body) = parent
+        .call(
+            "POST",
+            "auth/token/create",
+            Some(json!({"policies": ["admin"]})),
+        )
+        .await;
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = parent
+        .call("POST", "auth/token/create-orphan", Some(json!({})))
+        .await;
+    assert_eq!(status, 403, "{body}");
+    let child = parent
+        .ok(
+            "POST",
+            "auth/token/create",
+            Some(json!({"ttl": "10m", "explicit_max_ttl": "20m"})),
+        )
+        .await;
+    assert_eq!(child["auth"]["policies"], json!(["default", "tokens"]));
+    let child_token = child["auth"]["client_token"].as_str().unwrap().to_owned();
+    // explicit_max_ttl caps renewals.
+    let renewed = root
+        .ok(
+            "POST",
+            "auth/token/renew",
+            Some(json!({"token": child_token, "increment": "1h"})),
+        )
+        .await;
+    assert!(renewed["auth"]["lease_duration"].as_i64().unwrap() <= 1200);
+    assert!(renewed["warnings"][0].as_str().unwrap().contains("capped"));
+    // Revoking the parent revokes the child; accessors resolve until then.
+    let accessor = child["auth"]["accessor"].as_str().unwrap();
+    root.ok(
+        "POST",
+        "auth/token/lookup-accessor",
+        Some(json!({"accessor": accessor})),
+    )
+    .await;
+    parent.ok("POST", "auth/token/revoke-self", None).await;
+    let (status, _) = root
+        .with_token(&child_token)
+        .call("GET", "auth/token/lookup-self", None)
+        .await;
+    assert_eq!(status, 403);
+    let (status, _) = root
+        .call(
+            "POST",
+            "auth/token/lookup-accessor",
+            Some(json!({"accessor": accessor})),
+        )
+        .await;
+    assert_eq!(status, 400);
 }

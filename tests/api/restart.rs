@@ -141,3 +141,73 @@ fn cli_errors_have_exit_codes() {
     assert_eq!(code, 0);
     assert!(stdout.contains("--dev-root-token-id"));
 }
+
+#[tokio::test]
+async fn tls_listener_serves_https() {
+    dbwarden_testkit::install_crypto_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    let status = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+        ])
+        .args([
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl is needed to make a test certificate");
+    assert!(status.success());
+    let (config, listen) = sqlite_config(dir.path());
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text = text.replacen(
+        "\n[storage]",
+        &format!(
+            "\n[listener.tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n\n[storage]",
+            cert.display(),
+            key.display()
+        ),
+        1,
+    );
+    std::fs::write(&config, text).unwrap();
+    let (code, _, stderr) = run_cli(&["operator", "init", "--config", config.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    let server = Server::with_config(&config, "unused", &listen);
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(&cert).unwrap()).unwrap();
+    let client = reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .build()
+        .unwrap();
+    let resp = client
+        .get(format!("https://{listen}/v1/sys/health"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["initialized"], true);
+    // Plain HTTP on the TLS port does not get an answer.
+    let plain = reqwest::Client::new()
+        .get(format!("http://{listen}/v1/sys/health"))
+        .send()
+        .await;
+    assert!(plain.map(|r| !r.status().is_success()).unwrap_or(true));
+    server.stop();
+}

@@ -36,6 +36,8 @@ async fn exercise(store: &Store) {
         revoke_attempts: 0,
         revoke_error: None,
         next_attempt: next,
+        claimed_until: 0,
+        owner_accessor: Some("acc".into()),
     };
     store
         .insert_lease(&lease("database/creds/ro/a", 50))
@@ -66,24 +68,60 @@ async fn exercise(store: &Store) {
         2
     );
     assert_eq!(store.lease_ids_by_owner("owner1").await.unwrap().len(), 3);
-    let due: Vec<String> = store
-        .due_leases(60, 10)
+    assert_eq!(store.next_due().await.unwrap(), Some(5));
+
+    // Claiming due work takes each lease once, and claimed leases are not due again.
+    let mut claimed: Vec<String> = store
+        .claim_due_leases(60, 1000, 10)
         .await
         .unwrap()
         .into_iter()
         .map(|l| l.id)
         .collect();
-    assert_eq!(due, vec!["database/creds/ro/b", "database/creds/ro/a"]);
-    assert_eq!(store.next_due().await.unwrap(), Some(5));
+    claimed.sort();
+    assert_eq!(claimed, vec!["database/creds/ro/a", "database/creds/ro/b"]);
     assert!(
         store
-            .set_lease_state("database/creds/ro/a", LeaseState::Active, 70)
+            .claim_due_leases(60, 1000, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        !store
+            .claim_lease("database/creds/ro/a", 60, 2000)
+            .await
+            .unwrap(),
+        "already claimed"
+    );
+    assert!(
+        store
+            .claim_lease("database/creds/ro/a", 1001, 2000)
+            .await
+            .unwrap(),
+        "an expired claim can be taken over"
+    );
+
+    store
+        .insert_lease(&lease("database/creds/ro/d", 5))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .activate_lease("database/creds/ro/d", 70)
             .await
             .unwrap()
     );
     assert!(
+        !store
+            .activate_lease("database/creds/ro/d", 70)
+            .await
+            .unwrap(),
+        "only pending leases activate"
+    );
+    assert!(
         store
-            .renew_lease("database/creds/ro/a", 80, 60)
+            .renew_lease("database/creds/ro/d", 80, 60)
             .await
             .unwrap()
     );
@@ -108,12 +146,36 @@ async fn exercise(store: &Store) {
             b.state,
             b.revoke_attempts,
             b.revoke_error.as_deref(),
-            b.next_attempt
+            b.next_attempt,
+            b.claimed_until
         ),
-        (LeaseState::Revoking, 1, Some("boom"), 99)
+        (LeaseState::Revoking, 1, Some("boom"), 99, 0)
+    );
+    assert_eq!(store.count_failing_leases(1).await.unwrap(), 1);
+    assert_eq!(
+        store.failing_leases(1, 10).await.unwrap()[0].id,
+        "database/creds/ro/b"
     );
     store.delete_lease("database/creds/ro/b").await.unwrap();
-    assert_eq!(store.count_leases().await.unwrap(), 2);
+    assert_eq!(store.count_leases().await.unwrap(), 3);
+    let mut states = store.count_leases_by_state().await.unwrap();
+    states.sort();
+    assert_eq!(
+        states,
+        vec![
+            ("active".into(), 1),
+            ("pending".into(), 1),
+            ("revoking".into(), 1)
+        ]
+    );
+    assert_eq!(store.release_pending_leases(7).await.unwrap(), 1);
+    assert_eq!(store.oldest_due(60).await.unwrap(), Some(7));
+
+    store.set_token_expiry("tok", 100).await.unwrap();
+    store.set_token_expiry("tok", 50).await.unwrap();
+    assert_eq!(store.expired_tokens(60, 10).await.unwrap(), vec!["tok"]);
+    store.delete_token_expiry("tok").await.unwrap();
+    assert!(store.expired_tokens(60, 10).await.unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -132,5 +194,5 @@ async fn postgres_storage() {
     exercise(&store).await;
     // Opening again re-applies nothing and keeps the data.
     let again = Store::open_postgres(&pg.url_for(&db)).await.unwrap();
-    assert_eq!(again.count_leases().await.unwrap(), 2);
+    assert_eq!(again.count_leases().await.unwrap(), 3);
 }

@@ -117,6 +117,7 @@ impl Server {
 
     /// A client for this server with the root token.
     pub fn client(&self) -> Client {
+        dbwarden_testkit::install_crypto_provider();
         Client {
             addr: self.addr.clone(),
             token: Some(self.token.clone()),
@@ -200,6 +201,24 @@ impl Client {
             serde_json::from_str(&text).unwrap_or(Value::String(text))
         };
         (status, json)
+    }
+
+    /// Waits (polling, up to 10 s) until a lease no longer exists; returns whether it went.
+    pub async fn wait_lease_gone(&self, lease_id: &str) -> bool {
+        for _ in 0..100 {
+            let (status, _) = self
+                .call(
+                    "PUT",
+                    "sys/leases/lookup",
+                    Some(serde_json::json!({ "lease_id": lease_id })),
+                )
+                .await;
+            if status == 400 {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
     }
 
     /// Sends a request that must succeed with 200 or 204.

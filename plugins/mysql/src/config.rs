@@ -15,12 +15,11 @@
 //! `tls=preferred` is refused: the driver cannot fall back to plaintext, and silently
 //! dropping encryption is worse than a clear error.
 
-use std::borrow::Cow;
 use std::time::Duration;
 
 use dbwarden_plugin::BackendError;
 use dbwarden_plugin::error::redact;
-use mysql_async::{ClientIdentity, Opts, OptsBuilder, PathOrBuf, PoolConstraints, PoolOpts, SslOpts};
+use mysql_async::{ClientIdentity, Opts, OptsBuilder, PoolConstraints, PoolOpts, SslOpts};
 use serde_json::{Map, Value};
 
 use crate::Dialect;
@@ -49,7 +48,10 @@ struct GoDsn {
 
 impl Settings {
     /// Parses connection details for `dialect`.
-    pub fn from_details(dialect: Dialect, details: &Map<String, Value>) -> Result<Self, BackendError> {
+    pub fn from_details(
+        dialect: Dialect,
+        details: &Map<String, Value>,
+    ) -> Result<Self, BackendError> {
         let template = details::string(details, "connection_url")?
             .filter(|s| !s.trim().is_empty())
             .ok_or_else(|| BackendError::InvalidConfig("connection_url is required".into()))?;
@@ -59,7 +61,10 @@ impl Settings {
         let disable_escaping = details::boolean(details, "disable_escaping")?.unwrap_or(false);
         let is_url = template.starts_with("mysql://");
         let (user_sub, pass_sub) = if is_url && !disable_escaping {
-            (details::percent_escape(&username), details::percent_escape(&password))
+            (
+                details::percent_escape(&username),
+                details::percent_escape(&password),
+            )
         } else {
             (username.clone(), password.clone())
         };
@@ -67,7 +72,9 @@ impl Settings {
         admin_secrets.dedup();
         let secrets: Vec<&str> = admin_secrets.iter().map(String::as_str).collect();
         let conn_str = details::substitute_credentials(template, &user_sub, &pass_sub);
-        let bad = |e: String| BackendError::InvalidConfig(format!("connection_url: {}", redact(&e, &secrets)));
+        let bad = |e: String| {
+            BackendError::InvalidConfig(format!("connection_url: {}", redact(&e, &secrets)))
+        };
 
         let mut builder = if is_url {
             let opts = Opts::from_url(&conn_str).map_err(|e| bad(e.to_string()))?;
@@ -79,7 +86,7 @@ impl Settings {
             builder
         } else {
             let dsn = parse_go_dsn(&conn_str).map_err(bad)?;
-            go_dsn_builder(dsn)?
+            go_dsn_builder(dsn).map_err(bad)?
         };
         if let Some(ssl) = vault_tls_details(details)? {
             builder = builder.ssl_opts(ssl);
@@ -94,7 +101,11 @@ impl Settings {
 
         let pool = PoolSettings::from_details(details)?;
         let constraints = PoolConstraints::new(pool.max_idle.min(pool.max_open), pool.max_open)
-            .ok_or_else(|| BackendError::InvalidConfig("max_idle_connections exceeds max_open_connections".into()))?;
+            .ok_or_else(|| {
+                BackendError::InvalidConfig(
+                    "max_idle_connections exceeds max_open_connections".into(),
+                )
+            })?;
         let pool_opts = PoolOpts::default()
             .with_constraints(constraints)
             .with_inactive_connection_ttl(Duration::from_secs(60))
@@ -154,7 +165,9 @@ fn parse_go_dsn(dsn: &str) -> Result<GoDsn, String> {
         .map_err(|_| "the database name is not valid UTF-8")?
         .into_owned();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (key, value) = pair.split_once('=').ok_or("DSN parameters must be key=value")?;
+        let (key, value) = pair
+            .split_once('=')
+            .ok_or("DSN parameters must be key=value")?;
         let value = percent_encoding::percent_decode_str(&value.replace('+', " "))
             .decode_utf8()
             .map_err(|_| "a DSN parameter is not valid UTF-8")?
@@ -172,27 +185,49 @@ fn go_dsn_builder(dsn: GoDsn) -> Result<OptsBuilder, String> {
         .prefer_socket(false);
     match dsn.net.as_str() {
         "" | "tcp" | "tcp4" | "tcp6" => {
-            let (host, port) = split_host_port(if dsn.addr.is_empty() { "127.0.0.1:3306" } else { &dsn.addr })?;
+            let (host, port) = split_host_port(if dsn.addr.is_empty() {
+                "127.0.0.1:3306"
+            } else {
+                &dsn.addr
+            })?;
             builder = builder.ip_or_hostname(host).tcp_port(port);
         }
         "unix" => {
-            let path = if dsn.addr.is_empty() { "/tmp/mysql.sock".to_owned() } else { dsn.addr };
+            let path = if dsn.addr.is_empty() {
+                "/tmp/mysql.sock".to_owned()
+            } else {
+                dsn.addr
+            };
             builder = builder.socket(Some(path));
         }
-        other => return Err(format!("unsupported network {other:?} in the DSN (use tcp or unix)")),
+        other => {
+            return Err(format!(
+                "unsupported network {other:?} in the DSN (use tcp or unix)"
+            ));
+        }
     }
     for (key, value) in dsn.params {
         match key.as_str() {
             "tls" => match value.as_str() {
                 "true" => builder = builder.ssl_opts(SslOpts::default()),
-                "skip-verify" => builder = builder.ssl_opts(SslOpts::default().with_danger_accept_invalid_certs(true)),
+                "skip-verify" => {
+                    builder =
+                        builder.ssl_opts(SslOpts::default().with_danger_accept_invalid_certs(true))
+                }
                 "false" | "" => builder = builder.ssl_opts(None::<SslOpts>),
                 "preferred" => {
                     return Err("tls=preferred is not supported (no plaintext fallback); use tls=true, tls=skip-verify or tls=false".into());
                 }
-                _ => return Err("unknown tls value in the DSN; use true, skip-verify or false".into()),
+                _ => {
+                    return Err(
+                        "unknown tls value in the DSN; use true, skip-verify or false".into(),
+                    );
+                }
             },
-            k => tracing::warn!(parameter = k, "ignoring a DSN parameter dbwarden does not use"),
+            k => tracing::warn!(
+                parameter = k,
+                "ignoring a DSN parameter dbwarden does not use"
+            ),
         }
     }
     Ok(builder)
@@ -201,7 +236,9 @@ fn go_dsn_builder(dsn: GoDsn) -> Result<OptsBuilder, String> {
 fn split_host_port(addr: &str) -> Result<(String, u16), String> {
     let bad_port = || "the port in the DSN address is not a number".to_owned();
     if let Some(rest) = addr.strip_prefix('[') {
-        let (host, after) = rest.split_once(']').ok_or("unterminated [IPv6] address in the DSN")?;
+        let (host, after) = rest
+            .split_once(']')
+            .ok_or("unterminated [IPv6] address in the DSN")?;
         let port = match after.strip_prefix(':') {
             Some(p) => p.parse().map_err(|_| bad_port())?,
             None => 3306,
@@ -217,7 +254,8 @@ fn split_host_port(addr: &str) -> Result<(String, u16), String> {
 /// Vault's TLS details (`tls_ca`, `tls_certificate_key`, `tls_server_name`, `tls_skip_verify`).
 fn vault_tls_details(details: &Map<String, Value>) -> Result<Option<SslOpts>, BackendError> {
     let ca = details::string(details, "tls_ca")?.filter(|s| !s.trim().is_empty());
-    let identity = details::string(details, "tls_certificate_key")?.filter(|s| !s.trim().is_empty());
+    let identity =
+        details::string(details, "tls_certificate_key")?.filter(|s| !s.trim().is_empty());
     let server_name = details::string(details, "tls_server_name")?.filter(|s| !s.trim().is_empty());
     let skip_verify = details::boolean(details, "tls_skip_verify")?.unwrap_or(false);
     if ca.is_none() && identity.is_none() && server_name.is_none() && !skip_verify {
@@ -226,14 +264,14 @@ fn vault_tls_details(details: &Map<String, Value>) -> Result<Option<SslOpts>, Ba
     let mut ssl = SslOpts::default().with_danger_accept_invalid_certs(skip_verify);
     if let Some(ca) = ca {
         ssl = ssl
-            .with_root_certs(vec![PathOrBuf::Buf(Cow::Owned(ca.into_bytes()))])
+            .with_root_certs(vec![ca.into_bytes().into()])
             .with_disable_built_in_roots(true);
     }
     if let Some(pem) = identity {
         let bytes = pem.into_bytes();
         ssl = ssl.with_client_identity(Some(ClientIdentity::new(
-            PathOrBuf::Buf(Cow::Owned(bytes.clone())),
-            PathOrBuf::Buf(Cow::Owned(bytes)),
+            bytes.clone().into(),
+            bytes.into(),
         )));
     }
     if let Some(name) = server_name {
@@ -253,15 +291,23 @@ mod tests {
 
     #[test]
     fn go_dsn_like_the_go_driver() {
-        let d = parse_go_dsn("root:p@ss:w/rd@tcp(db.example:3307)/app?tls=skip-verify&parseTime=true").unwrap();
+        let d =
+            parse_go_dsn("root:p@ss:w/rd@tcp(db.example:3307)/app?tls=skip-verify&parseTime=true")
+                .unwrap();
         assert_eq!(d.user, "root");
         assert_eq!(d.password.as_deref(), Some("p@ss:w/rd"));
-        assert_eq!((d.net.as_str(), d.addr.as_str(), d.db.as_str()), ("tcp", "db.example:3307", "app"));
+        assert_eq!(
+            (d.net.as_str(), d.addr.as_str(), d.db.as_str()),
+            ("tcp", "db.example:3307", "app")
+        );
         assert_eq!(d.params[0], ("tls".to_owned(), "skip-verify".to_owned()));
         let d = parse_go_dsn("/").unwrap();
         assert_eq!(d, GoDsn::default());
         let d = parse_go_dsn("u@unix(/run/mysqld/mysqld.sock)/").unwrap();
-        assert_eq!((d.user.as_str(), d.password, d.net.as_str()), ("u", None, "unix"));
+        assert_eq!(
+            (d.user.as_str(), d.password, d.net.as_str()),
+            ("u", None, "unix")
+        );
         assert!(parse_go_dsn("no slash here").is_err());
         assert!(parse_go_dsn("u:p@tcp(h:1/db").is_err());
     }
@@ -288,7 +334,10 @@ mod tests {
         assert_eq!(s.opts.ip_or_hostname(), "10.0.0.5");
         assert_eq!(s.opts.tcp_port(), 3306);
         assert_eq!(s.opts.pool_opts().constraints().max(), 8);
-        assert_eq!(s.opts.pool_opts().abs_conn_ttl(), Some(Duration::from_secs(30)));
+        assert_eq!(
+            s.opts.pool_opts().abs_conn_ttl(),
+            Some(Duration::from_secs(30))
+        );
         assert!(!s.opts.prefer_socket());
         assert!(s.opts.ssl_opts().is_none());
     }
@@ -315,10 +364,18 @@ mod tests {
     fn tls_settings() {
         let s = settings(json!({"connection_url": "u:p@tcp(h:1)/?tls=true"})).unwrap();
         assert!(s.opts.ssl_opts().is_some_and(|o| !o.accept_invalid_certs()));
-        let s = settings(json!({"connection_url": "u:p@tcp(h:1)/", "tls_skip_verify": "true"})).unwrap();
+        let s = settings(json!({"connection_url": "u:p@tcp(h:1)/", "tls_skip_verify": "true"}))
+            .unwrap();
         assert!(s.opts.ssl_opts().is_some_and(|o| o.accept_invalid_certs()));
-        let s = settings(json!({"connection_url": "u:p@tcp(h:1)/", "tls_ca": "-----BEGIN CERTIFICATE-----"})).unwrap();
-        assert!(s.opts.ssl_opts().is_some_and(|o| o.disable_built_in_roots()));
+        let s = settings(
+            json!({"connection_url": "u:p@tcp(h:1)/", "tls_ca": "-----BEGIN CERTIFICATE-----"}),
+        )
+        .unwrap();
+        assert!(
+            s.opts
+                .ssl_opts()
+                .is_some_and(|o| o.disable_built_in_roots())
+        );
         assert!(matches!(
             settings(json!({"connection_url": "u:p@tcp(h:1)/?tls=preferred"})),
             Err(BackendError::InvalidConfig(_))
@@ -327,7 +384,8 @@ mod tests {
 
     #[test]
     fn credentials_from_fields_when_the_url_has_none() {
-        let s = settings(json!({"connection_url": "tcp(h:1)/", "username": "a", "password": "b"})).unwrap();
+        let s = settings(json!({"connection_url": "tcp(h:1)/", "username": "a", "password": "b"}))
+            .unwrap();
         assert_eq!((s.opts.user(), s.opts.pass()), (Some("a"), Some("b")));
     }
 
@@ -339,9 +397,10 @@ mod tests {
             "mysql://{{username}}:{{password}}@h:99999/db",
             "mysql://{{username}}:{{password}}@h/db?nonsense={{password}}",
         ] {
-            let err = settings(json!({"connection_url": url, "username": "u", "password": "Sekr1t-Pw"}))
-                .err()
-                .unwrap_or_else(|| panic!("{url} parsed"));
+            let err =
+                settings(json!({"connection_url": url, "username": "u", "password": "Sekr1t-Pw"}))
+                    .err()
+                    .unwrap_or_else(|| panic!("{url} parsed"));
             assert!(matches!(err, BackendError::InvalidConfig(_)), "{err:?}");
             assert!(!err.to_string().contains("Sekr1t-Pw"), "{err}");
         }
@@ -351,10 +410,15 @@ mod tests {
     fn legacy_dialect_limit() {
         let s = Settings::from_details(
             Dialect::Legacy,
-            json!({"connection_url": "u:p@tcp(h:1)/"}).as_object().unwrap(),
+            json!({"connection_url": "u:p@tcp(h:1)/"})
+                .as_object()
+                .unwrap(),
         )
         .unwrap();
-        let name = s.usernames.generate(&dbwarden_plugin::UsernameMetadata::default()).unwrap();
+        let name = s
+            .usernames
+            .generate(&dbwarden_plugin::UsernameMetadata::default())
+            .unwrap();
         assert!(name.len() <= 16 && name.starts_with("v-"), "{name}");
     }
 }

@@ -6,13 +6,15 @@
 use dbwarden_plugin::{Quoting, SqlBuilder, SqlText};
 
 /// Vault's default rotation statement (static roles, root rotation). Renewal has no default.
-pub(crate) const DEFAULT_ROTATION: &str = "ALTER USER '{{username}}'@'%' IDENTIFIED BY '{{password}}';";
+pub(crate) const DEFAULT_ROTATION: &str =
+    "ALTER USER '{{username}}'@'%' IDENTIFIED BY '{{password}}';";
 
 /// Every account with a user name, whatever its host.
 pub(crate) const FIND_ACCOUNTS: &str = "SELECT user, host FROM mysql.user WHERE user = ?";
 
 /// The sessions of a user name (needs the PROCESS privilege to see other users' sessions).
-pub(crate) const FIND_SESSIONS: &str = "SELECT id FROM information_schema.processlist WHERE user = ?";
+pub(crate) const FIND_SESSIONS: &str =
+    "SELECT id FROM information_schema.processlist WHERE user = ?";
 
 /// Ends one session (KILL is allowed in prepared statements on MySQL and MariaDB).
 pub(crate) const KILL: &str = "KILL CONNECTION ?";
@@ -29,9 +31,13 @@ fn account(builder: SqlBuilder, user: &str, host: &str) -> SqlBuilder {
 
 /// `ALTER USER 'u'@'h' ACCOUNT LOCK` (MySQL 5.7.6+, MariaDB 10.4+): refuses new logins at once.
 pub(crate) fn lock_account(user: &str, host: &str) -> SqlText {
-    account(SqlBuilder::new(Quoting::MySql).push("ALTER USER "), user, host)
-        .push(" ACCOUNT LOCK")
-        .finish()
+    account(
+        SqlBuilder::new(Quoting::MySql).push("ALTER USER "),
+        user,
+        host,
+    )
+    .push(" ACCOUNT LOCK")
+    .finish()
 }
 
 /// `REVOKE ALL PRIVILEGES, GRANT OPTION FROM 'u'@'h'`.
@@ -46,7 +52,12 @@ pub(crate) fn revoke_all(user: &str, host: &str) -> SqlText {
 
 /// `DROP USER IF EXISTS 'u'@'h'` (does not end live sessions: they are killed separately).
 pub(crate) fn drop_user(user: &str, host: &str) -> SqlText {
-    account(SqlBuilder::new(Quoting::MySql).push("DROP USER IF EXISTS "), user, host).finish()
+    account(
+        SqlBuilder::new(Quoting::MySql).push("DROP USER IF EXISTS "),
+        user,
+        host,
+    )
+    .finish()
 }
 
 /// Whether a server error code is worth retrying the batch for: 1213 deadlock, 1205 lock wait
@@ -71,7 +82,9 @@ pub(crate) fn code(err: &mysql_async::Error) -> Option<u16> {
 /// The server's message with its code, or the driver's description. Not redacted.
 pub(crate) fn describe(err: &mysql_async::Error) -> String {
     match err {
-        mysql_async::Error::Server(e) => format!("{} (error {}, SQLSTATE {})", e.message, e.code, e.state),
+        mysql_async::Error::Server(e) => {
+            format!("{} (error {}, SQLSTATE {})", e.message, e.code, e.state)
+        }
         other => other.to_string(),
     }
 }
@@ -82,7 +95,10 @@ mod tests {
 
     #[test]
     fn builders_quote_hostile_names() {
-        assert_eq!(lock_account("v-u", "%").as_str(), "ALTER USER 'v-u'@'%' ACCOUNT LOCK");
+        assert_eq!(
+            lock_account("v-u", "%").as_str(),
+            "ALTER USER 'v-u'@'%' ACCOUNT LOCK"
+        );
         assert_eq!(
             drop_user("a'b\\", "h'; DROP DATABASE x; --").as_str(),
             "DROP USER IF EXISTS 'a''b\\\\'@'h''; DROP DATABASE x; --'"

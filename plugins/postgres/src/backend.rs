@@ -16,7 +16,9 @@ use dbwarden_plugin::{
     BackendError, DatabaseBackend, DeleteUserRequest, NewUserRequest, SqlText, UpdateUserRequest,
     UsernameMetadata,
 };
-use deadpool_postgres::{Hook, HookError, Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{
+    Hook, HookError, Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime,
+};
 use secrecy::ExposeSecret;
 use serde_json::{Map, Value};
 use tokio_postgres_rustls::MakeRustlsConnect;
@@ -87,9 +89,15 @@ struct BatchFailure {
 
 impl PostgresBackend {
     /// Parses the details and builds the pool; connects lazily.
-    pub(crate) fn open(dialect: Dialect, details: &Map<String, Value>) -> Result<Self, BackendError> {
+    pub(crate) fn open(
+        dialect: Dialect,
+        details: &Map<String, Value>,
+    ) -> Result<Self, BackendError> {
         let settings = Settings::from_details(dialect, details)?;
-        let tls = MakeRustlsConnect::new(tls::client_config(settings.ssl_mode, settings.ssl_root_cert.as_deref())?);
+        let tls = MakeRustlsConnect::new(tls::client_config(
+            settings.ssl_mode,
+            settings.ssl_root_cert.as_deref(),
+        )?);
         let manager = Manager::from_config(
             settings.pg.clone(),
             tls.clone(),
@@ -112,9 +120,9 @@ impl PostgresBackend {
                 }
             }));
         }
-        let pool = builder
-            .build()
-            .map_err(|e| BackendError::InvalidConfig(format!("cannot build the connection pool: {e}")))?;
+        let pool = builder.build().map_err(|e| {
+            BackendError::InvalidConfig(format!("cannot build the connection pool: {e}"))
+        })?;
         Ok(PostgresBackend {
             dialect,
             pool,
@@ -145,11 +153,16 @@ impl PostgresBackend {
                 pool: &self.pool,
                 max_idle: self.max_idle,
             }),
-            Err(deadpool_postgres::PoolError::Backend(e)) => Err(BackendError::Connect(self.message(&e, call))),
-            Err(deadpool_postgres::PoolError::Closed) => {
-                Err(BackendError::Database("the connection pool has been closed".into()))
+            Err(deadpool_postgres::PoolError::Backend(e)) => {
+                Err(BackendError::Connect(self.message(&e, call)))
             }
-            Err(e) => Err(BackendError::Connect(redact(&e.to_string(), &self.secrets(call)))),
+            Err(deadpool_postgres::PoolError::Closed) => Err(BackendError::Database(
+                "the connection pool has been closed".into(),
+            )),
+            Err(e) => Err(BackendError::Connect(redact(
+                &e.to_string(),
+                &self.secrets(call),
+            ))),
         }
     }
 
@@ -170,9 +183,11 @@ impl PostgresBackend {
             PasswordAuthentication::ScramSha256 => {
                 // 4096 PBKDF2 rounds: a few milliseconds of CPU, kept off the async workers.
                 let password = password.to_owned();
-                tokio::task::spawn_blocking(move || postgres_protocol::password::scram_sha_256(password.as_bytes()))
-                    .await
-                    .map_err(|_| BackendError::Database("computing the SCRAM verifier failed".into()))
+                tokio::task::spawn_blocking(move || {
+                    postgres_protocol::password::scram_sha_256(password.as_bytes())
+                })
+                .await
+                .map_err(|_| BackendError::Database("computing the SCRAM verifier failed".into()))
             }
         }
     }
@@ -213,10 +228,12 @@ impl PostgresBackend {
         };
         let message = self.message(&failure.error, call);
         if sql::is_transient(&failure.error) {
-            let at = failure
-                .index
-                .map_or(String::new(), |i| format!("statement {} of {total}: ", i + 1));
-            return BackendError::Transient(format!("{at}{message} (gave up after {MAX_ATTEMPTS} attempts)"));
+            let at = failure.index.map_or(String::new(), |i| {
+                format!("statement {} of {total}: ", i + 1)
+            });
+            return BackendError::Transient(format!(
+                "{at}{message} (gave up after {MAX_ATTEMPTS} attempts)"
+            ));
         }
         match failure.index {
             Some(i) => BackendError::Statement {
@@ -245,11 +262,18 @@ impl PostgresBackend {
                 });
             }
         }
-        tx.commit().await.map_err(|error| BatchFailure { index: None, error })
+        tx.commit()
+            .await
+            .map_err(|error| BatchFailure { index: None, error })
     }
 
     /// Runs one autocommitted statement.
-    async fn exec(&self, client: &Object, stmt: &SqlText, call: &[&str]) -> Result<(), BackendError> {
+    async fn exec(
+        &self,
+        client: &Object,
+        stmt: &SqlText,
+        call: &[&str],
+    ) -> Result<(), BackendError> {
         client
             .batch_execute(stmt.as_str())
             .await
@@ -257,15 +281,23 @@ impl PostgresBackend {
     }
 
     /// Locks the role, takes its privileges if the admin lacks them, ends its sessions.
-    async fn lock_and_terminate(&self, client: &Object, role: &str, admin_has_privileges: bool) -> Result<(), BackendError> {
+    async fn lock_and_terminate(
+        &self,
+        client: &Object,
+        role: &str,
+        admin_has_privileges: bool,
+    ) -> Result<(), BackendError> {
         if !admin_has_privileges {
-            self.exec(client, &sql::grant_role_to_admin(role), &[]).await?;
+            self.exec(client, &sql::grant_role_to_admin(role), &[])
+                .await?;
         }
         self.exec(client, &sql::lock_role(role), &[]).await?;
         let terminated: i64 = client
             .query_one(sql::TERMINATE_BY_NAME, &[&role])
             .await
-            .map_err(|e| BackendError::Database(format!("terminating sessions: {}", self.message(&e, &[]))))?
+            .map_err(|e| {
+                BackendError::Database(format!("terminating sessions: {}", self.message(&e, &[])))
+            })?
             .get(0);
         if terminated > 0 {
             tracing::info!(role, terminated, "terminated sessions of a revoked role");
@@ -279,16 +311,26 @@ impl PostgresBackend {
     ///
     /// If step 2 fails (typically: privileges in another database), the role stays locked and
     /// without sessions, and the error says why it could not be dropped.
-    async fn default_revoke(&self, role: &str, admin_has_privileges: bool) -> Result<(), BackendError> {
+    async fn default_revoke(
+        &self,
+        role: &str,
+        admin_has_privileges: bool,
+    ) -> Result<(), BackendError> {
         {
             let client = self.client(&[]).await?;
-            self.lock_and_terminate(&client, role, admin_has_privileges).await?;
+            self.lock_and_terminate(&client, role, admin_has_privileges)
+                .await?;
         }
-        let statements = [sql::reassign_owned(role), sql::drop_owned(role), sql::drop_role(role)];
+        let statements = [
+            sql::reassign_owned(role),
+            sql::drop_owned(role),
+            sql::drop_role(role),
+        ];
         match self.run_batch_raw(&statements, &[]).await {
             Ok(()) => Ok(()),
             Err(BatchError::Failed(f))
-                if f.error.code() == Some(&tokio_postgres::error::SqlState::DEPENDENT_OBJECTS_STILL_EXIST) =>
+                if f.error.code()
+                    == Some(&tokio_postgres::error::SqlState::DEPENDENT_OBJECTS_STILL_EXIST) =>
             {
                 Err(BackendError::Database(format!(
                     "role {role:?} is locked (NOLOGIN) and its sessions were terminated, but it cannot be \
@@ -327,7 +369,8 @@ impl PostgresBackend {
         )?;
         {
             let client = self.client(&[]).await?;
-            self.lock_and_terminate(&client, role, admin_has_privileges).await?;
+            self.lock_and_terminate(&client, role, admin_has_privileges)
+                .await?;
         }
         self.run_batch(&statements, &[]).await?;
         let client = self.client(&[]).await?;
@@ -335,10 +378,16 @@ impl PostgresBackend {
             Ok(row) => {
                 let n: i64 = row.get(0);
                 if n > 0 {
-                    tracing::info!(role, terminated = n, "terminated sessions after revocation statements");
+                    tracing::info!(
+                        role,
+                        terminated = n,
+                        "terminated sessions after revocation statements"
+                    );
                 }
             }
-            Err(e) => tracing::warn!(role, error = %self.message(&e, &[]), "final session sweep failed"),
+            Err(e) => {
+                tracing::warn!(role, error = %self.message(&e, &[]), "final session sweep failed")
+            }
         }
         Ok(())
     }
@@ -379,7 +428,9 @@ impl DatabaseBackend for PostgresBackend {
     /// Parallel up to the pool size; no lock is held across calls.
     async fn new_user(&self, req: NewUserRequest) -> Result<(), BackendError> {
         if req.statements.iter().all(|s| s.trim().is_empty()) {
-            return Err(BackendError::InvalidRequest("empty creation statements".into()));
+            return Err(BackendError::InvalidRequest(
+                "empty creation statements".into(),
+            ));
         }
         self.usernames.check(&req.username)?;
         let password = req.password.expose_secret();
@@ -393,7 +444,9 @@ impl DatabaseBackend for PostgresBackend {
             },
         )?;
         if statements.is_empty() {
-            return Err(BackendError::InvalidRequest("empty creation statements".into()));
+            return Err(BackendError::InvalidRequest(
+                "empty creation statements".into(),
+            ));
         }
         self.run_batch(&statements, &[password, &substituted]).await
     }
@@ -462,7 +515,8 @@ impl DatabaseBackend for PostgresBackend {
         if req.statements.iter().all(|s| s.trim().is_empty()) {
             self.default_revoke(role, admin_has_privileges).await
         } else {
-            self.custom_revoke(role, oid, admin_has_privileges, &req.statements).await
+            self.custom_revoke(role, oid, admin_has_privileges, &req.statements)
+                .await
         }
     }
 

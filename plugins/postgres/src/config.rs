@@ -17,9 +17,9 @@ use dbwarden_plugin::BackendError;
 use dbwarden_plugin::error::redact;
 use serde_json::{Map, Value};
 
+use crate::Dialect;
 use crate::details::{self, LengthUnit, PoolSettings, UsernameRules};
 use crate::tls::SslMode;
-use crate::Dialect;
 
 /// Parameters passed through to tokio-postgres.
 const KNOWN_PARAMS: &[&str] = &[
@@ -72,7 +72,10 @@ pub(crate) struct Settings {
 
 impl Settings {
     /// Parses connection details for `dialect`.
-    pub fn from_details(dialect: Dialect, details: &Map<String, Value>) -> Result<Self, BackendError> {
+    pub fn from_details(
+        dialect: Dialect,
+        details: &Map<String, Value>,
+    ) -> Result<Self, BackendError> {
         let template = details::string(details, "connection_url")?
             .filter(|s| !s.trim().is_empty())
             .ok_or_else(|| BackendError::InvalidConfig("connection_url is required".into()))?;
@@ -83,7 +86,10 @@ impl Settings {
         let is_url = template.starts_with("postgres://") || template.starts_with("postgresql://");
 
         let (user_sub, pass_sub) = if is_url && !disable_escaping {
-            (details::percent_escape(&username), details::percent_escape(&password))
+            (
+                details::percent_escape(&username),
+                details::percent_escape(&password),
+            )
         } else if is_url {
             (username.clone(), password.clone())
         } else {
@@ -94,10 +100,19 @@ impl Settings {
         let secrets: Vec<&str> = admin_secrets.iter().map(String::as_str).collect();
         let url = details::substitute_credentials(template, &user_sub, &pass_sub);
 
-        let parsed = if is_url { split_url(&url) } else { split_dsn(&url) }
-            .map_err(|e| BackendError::InvalidConfig(format!("connection_url: {}", redact(&e, &secrets))))?;
+        let parsed = if is_url {
+            split_url(&url)
+        } else {
+            split_dsn(&url)
+        }
+        .map_err(|e| {
+            BackendError::InvalidConfig(format!("connection_url: {}", redact(&e, &secrets)))
+        })?;
         let mut pg = tokio_postgres::Config::from_str(&parsed.rebuilt).map_err(|e| {
-            BackendError::InvalidConfig(format!("connection_url: {}", redact(&e.to_string(), &secrets)))
+            BackendError::InvalidConfig(format!(
+                "connection_url: {}",
+                redact(&e.to_string(), &secrets)
+            ))
         })?;
         if pg.get_user().is_none() && !username.is_empty() {
             pg.user(&username);
@@ -188,7 +203,10 @@ fn split_url(url: &str) -> Result<SplitConnString, String> {
             "sslmode" => sslmode = Some(decode(raw_value)?),
             "sslrootcert" => sslrootcert = Some(decode(raw_value)?),
             k if KNOWN_PARAMS.contains(&k) => kept.push(pair),
-            k => tracing::warn!(parameter = k, "ignoring a connection parameter tokio-postgres does not support"),
+            k => tracing::warn!(
+                parameter = k,
+                "ignoring a connection parameter tokio-postgres does not support"
+            ),
         }
     }
     let rebuilt = if kept.is_empty() {
@@ -217,8 +235,13 @@ fn split_dsn(dsn: &str) -> Result<SplitConnString, String> {
         match key.as_str() {
             "sslmode" => sslmode = Some(value),
             "sslrootcert" => sslrootcert = Some(value),
-            k if KNOWN_PARAMS.contains(&k) => rebuilt.push(format!("{key}='{}'", dsn_escape(&value))),
-            k => tracing::warn!(parameter = k, "ignoring a connection parameter tokio-postgres does not support"),
+            k if KNOWN_PARAMS.contains(&k) => {
+                rebuilt.push(format!("{key}='{}'", dsn_escape(&value)))
+            }
+            k => tracing::warn!(
+                parameter = k,
+                "ignoring a connection parameter tokio-postgres does not support"
+            ),
         }
     }
     Ok(SplitConnString {
@@ -291,7 +314,10 @@ mod tests {
         assert_eq!(s.pg.get_ports(), &[5433]);
         assert_eq!(s.ssl_mode, SslMode::Disable);
         assert_eq!(s.pg.get_application_name(), Some("dbwarden"));
-        assert!(s.admin_secrets.contains(&"p%40ss%3A%2F%3F%23w%27rd".to_owned()));
+        assert!(
+            s.admin_secrets
+                .contains(&"p%40ss%3A%2F%3F%23w%27rd".to_owned())
+        );
     }
 
     #[test]
@@ -331,7 +357,10 @@ mod tests {
 
     #[test]
     fn credentials_from_fields_when_url_has_none() {
-        let s = settings(json!({"connection_url": "postgres://h/db", "username": "a", "password": "b"})).unwrap();
+        let s = settings(
+            json!({"connection_url": "postgres://h/db", "username": "a", "password": "b"}),
+        )
+        .unwrap();
         assert_eq!(s.pg.get_user(), Some("a"));
         assert_eq!(s.pg.get_password(), Some("b".as_bytes()));
     }
@@ -343,9 +372,10 @@ mod tests {
             "host=h password={{password}} port=x",
             "host=h password='{{password}}",
         ] {
-            let err = settings(json!({"connection_url": url, "username": "u", "password": "Sekr1t-Pw"}))
-                .err()
-                .unwrap_or_else(|| panic!("{url} parsed"));
+            let err =
+                settings(json!({"connection_url": url, "username": "u", "password": "Sekr1t-Pw"}))
+                    .err()
+                    .unwrap_or_else(|| panic!("{url} parsed"));
             assert!(matches!(err, BackendError::InvalidConfig(_)));
             assert!(!err.to_string().contains("Sekr1t-Pw"), "{err}");
         }
@@ -353,9 +383,14 @@ mod tests {
 
     #[test]
     fn config_errors() {
-        assert!(matches!(settings(json!({})), Err(BackendError::InvalidConfig(_))));
         assert!(matches!(
-            settings(json!({"connection_url": "postgres://h/db", "password_authentication": "md5"})),
+            settings(json!({})),
+            Err(BackendError::InvalidConfig(_))
+        ));
+        assert!(matches!(
+            settings(
+                json!({"connection_url": "postgres://h/db", "password_authentication": "md5"})
+            ),
             Err(BackendError::InvalidConfig(_))
         ));
         assert!(matches!(
@@ -364,7 +399,10 @@ mod tests {
         ));
         let s = settings(json!({"connection_url": "postgres://h/db", "password_authentication": "scram-sha-256", "other_key": [1]}))
             .unwrap();
-        assert_eq!(s.password_authentication, PasswordAuthentication::ScramSha256);
+        assert_eq!(
+            s.password_authentication,
+            PasswordAuthentication::ScramSha256
+        );
     }
 
     #[test]

@@ -16,18 +16,26 @@ use serde_json::{Map, Value};
 pub(crate) const MAX_ATTEMPTS: u32 = 5;
 
 /// Reads a string (numbers and booleans are accepted and printed).
-pub(crate) fn string(details: &Map<String, Value>, key: &str) -> Result<Option<String>, BackendError> {
+pub(crate) fn string(
+    details: &Map<String, Value>,
+    key: &str,
+) -> Result<Option<String>, BackendError> {
     match details.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
         Some(Value::Number(n)) => Ok(Some(n.to_string())),
         Some(Value::Bool(b)) => Ok(Some(b.to_string())),
-        Some(_) => Err(BackendError::InvalidConfig(format!("{key} must be a string"))),
+        Some(_) => Err(BackendError::InvalidConfig(format!(
+            "{key} must be a string"
+        ))),
     }
 }
 
 /// Reads a boolean (`true`, `"true"`, `"1"`, `1`, ...).
-pub(crate) fn boolean(details: &Map<String, Value>, key: &str) -> Result<Option<bool>, BackendError> {
+pub(crate) fn boolean(
+    details: &Map<String, Value>,
+    key: &str,
+) -> Result<Option<bool>, BackendError> {
     let bad = || BackendError::InvalidConfig(format!("{key} must be a boolean"));
     match details.get(key) {
         None | Some(Value::Null) => Ok(None),
@@ -44,7 +52,10 @@ pub(crate) fn boolean(details: &Map<String, Value>, key: &str) -> Result<Option<
 }
 
 /// Reads a non-negative integer (`4` or `"4"`).
-pub(crate) fn integer(details: &Map<String, Value>, key: &str) -> Result<Option<u64>, BackendError> {
+pub(crate) fn integer(
+    details: &Map<String, Value>,
+    key: &str,
+) -> Result<Option<u64>, BackendError> {
     let bad = || BackendError::InvalidConfig(format!("{key} must be a non-negative integer"));
     match details.get(key) {
         None | Some(Value::Null) => Ok(None),
@@ -68,8 +79,15 @@ pub(crate) fn integer(details: &Map<String, Value>, key: &str) -> Result<Option<
 }
 
 /// Reads a duration: whole seconds (`30`, `"30"`) or a Go duration string (`"1m30s"`).
-pub(crate) fn duration(details: &Map<String, Value>, key: &str) -> Result<Option<Duration>, BackendError> {
-    let bad = || BackendError::InvalidConfig(format!("{key} must be a duration such as \"30s\" or a number of seconds"));
+pub(crate) fn duration(
+    details: &Map<String, Value>,
+    key: &str,
+) -> Result<Option<Duration>, BackendError> {
+    let bad = || {
+        BackendError::InvalidConfig(format!(
+            "{key} must be a duration such as \"30s\" or a number of seconds"
+        ))
+    };
     match details.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(_)) => integer(details, key).map(|s| s.map(Duration::from_secs)),
@@ -155,7 +173,10 @@ impl PoolSettings {
 }
 
 /// How a dialect measures a name against its limit.
-#[allow(dead_code, reason = "this file is shared by the backends; each uses one unit")]
+#[allow(
+    dead_code,
+    reason = "this file is shared by the backends; each uses one unit"
+)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum LengthUnit {
     /// Bytes (PostgreSQL's `NAMEDATALEN`).
@@ -203,10 +224,9 @@ impl UsernameRules {
     /// Renders a username and checks it: never longer than the limit (no silent truncation),
     /// never empty, and free of characters that could escape a quoted statement.
     pub fn generate(&self, meta: &UsernameMetadata) -> Result<String, BackendError> {
-        let name = self
-            .template
-            .render(meta)
-            .map_err(|e| BackendError::InvalidRequest(format!("cannot render the username template: {e}")))?;
+        let name = self.template.render(meta).map_err(|e| {
+            BackendError::InvalidRequest(format!("cannot render the username template: {e}"))
+        })?;
         self.check(&name)?;
         Ok(name)
     }
@@ -214,7 +234,9 @@ impl UsernameRules {
     /// Checks a username against the limit and the statement-safety rule.
     pub fn check(&self, name: &str) -> Result<(), BackendError> {
         if name.is_empty() {
-            return Err(BackendError::InvalidRequest("the username template rendered an empty name".into()));
+            return Err(BackendError::InvalidRequest(
+                "the username template rendered an empty name".into(),
+            ));
         }
         let (len, unit) = match self.unit {
             LengthUnit::Bytes => (name.len(), "bytes"),
@@ -280,7 +302,9 @@ mod tests {
 
     #[test]
     fn readers_are_lenient_like_vault() {
-        let d = map(json!({"a": 4, "b": "7", "c": true, "d": "false", "e": "30s", "f": 45, "g": "", "h": 1.0}));
+        let d = map(
+            json!({"a": 4, "b": "7", "c": true, "d": "false", "e": "30s", "f": 45, "g": "", "h": 1.0}),
+        );
         assert_eq!(integer(&d, "a").unwrap(), Some(4));
         assert_eq!(integer(&d, "b").unwrap(), Some(7));
         assert_eq!(integer(&d, "h").unwrap(), Some(1));
@@ -336,7 +360,10 @@ mod tests {
             "max_open_connections": "10", "max_idle_connections": 2, "max_connection_lifetime": "1m"
         })))
         .unwrap();
-        assert_eq!((p.max_open, p.max_idle, p.max_lifetime), (10, 2, Some(Duration::from_secs(60))));
+        assert_eq!(
+            (p.max_open, p.max_idle, p.max_lifetime),
+            (10, 2, Some(Duration::from_secs(60)))
+        );
     }
 
     #[test]
@@ -367,8 +394,14 @@ mod tests {
         let err = rules.generate(&meta("abcdef")).unwrap_err();
         assert!(matches!(err, BackendError::InvalidRequest(_)), "{err}");
         assert!(err.to_string().contains("limit of 5"), "{err}");
-        assert!(matches!(rules.generate(&meta("a'b")), Err(BackendError::InvalidRequest(_))));
-        assert!(matches!(rules.generate(&meta("")), Err(BackendError::InvalidRequest(_))));
+        assert!(matches!(
+            rules.generate(&meta("a'b")),
+            Err(BackendError::InvalidRequest(_))
+        ));
+        assert!(matches!(
+            rules.generate(&meta("")),
+            Err(BackendError::InvalidRequest(_))
+        ));
         let bad = UsernameRules::from_details(
             &map(json!({"username_template": "{{ .Nope"})),
             "unused",

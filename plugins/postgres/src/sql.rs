@@ -6,15 +6,15 @@
 use dbwarden_plugin::{Quoting, SqlBuilder, SqlText};
 
 /// Vault's default rotation statement (static roles, root rotation).
-pub(crate) const DEFAULT_ROTATION: &str = r#"ALTER ROLE "{{username}}" WITH PASSWORD '{{password}}';"#;
+pub(crate) const DEFAULT_ROTATION: &str =
+    r#"ALTER ROLE "{{username}}" WITH PASSWORD '{{password}}';"#;
 
 /// Vault's default renew statement.
 pub(crate) const DEFAULT_RENEW: &str = r#"ALTER ROLE "{{name}}" VALID UNTIL '{{expiration}}';"#;
 
 /// Finds a role: its oid, and whether the admin already has its privileges
 /// (needed by `pg_terminate_backend`, `REASSIGN OWNED` and `DROP OWNED`).
-pub(crate) const FIND_ROLE: &str =
-    "SELECT oid, pg_has_role(current_user, oid, 'USAGE') FROM pg_catalog.pg_roles WHERE rolname = $1";
+pub(crate) const FIND_ROLE: &str = "SELECT oid, pg_has_role(current_user, oid, 'USAGE') FROM pg_catalog.pg_roles WHERE rolname = $1";
 
 /// Terminates every other session of a role, by name.
 pub(crate) const TERMINATE_BY_NAME: &str = "SELECT count(pg_catalog.pg_terminate_backend(pid)) \
@@ -129,11 +129,23 @@ mod tests {
     #[test]
     fn builders_quote_hostile_names() {
         let name = r#"v-x"; DROP TABLE t; --"#;
-        assert_eq!(lock_role(name).as_str(), r#"ALTER ROLE "v-x""; DROP TABLE t; --" NOLOGIN"#);
-        assert_eq!(drop_role(name).as_str(), r#"DROP ROLE IF EXISTS "v-x""; DROP TABLE t; --""#);
-        assert_eq!(reassign_owned("a").as_str(), r#"REASSIGN OWNED BY "a" TO CURRENT_USER"#);
+        assert_eq!(
+            lock_role(name).as_str(),
+            r#"ALTER ROLE "v-x""; DROP TABLE t; --" NOLOGIN"#
+        );
+        assert_eq!(
+            drop_role(name).as_str(),
+            r#"DROP ROLE IF EXISTS "v-x""; DROP TABLE t; --""#
+        );
+        assert_eq!(
+            reassign_owned("a").as_str(),
+            r#"REASSIGN OWNED BY "a" TO CURRENT_USER"#
+        );
         assert_eq!(drop_owned("a").as_str(), r#"DROP OWNED BY "a""#);
-        assert_eq!(grant_role_to_admin("a").as_str(), r#"GRANT "a" TO CURRENT_USER"#);
+        assert_eq!(
+            grant_role_to_admin("a").as_str(),
+            r#"GRANT "a" TO CURRENT_USER"#
+        );
     }
 
     #[test]
@@ -143,10 +155,17 @@ mod tests {
             password: Some("Pw-1"),
             expiration: chrono::DateTime::from_timestamp(86400, 0),
         };
-        let rotation = dbwarden_plugin::statement::render(&[DEFAULT_ROTATION.into()], &vars).unwrap();
-        assert_eq!(rotation[0].as_str(), r#"ALTER ROLE "v-u" WITH PASSWORD 'Pw-1'"#);
+        let rotation =
+            dbwarden_plugin::statement::render(&[DEFAULT_ROTATION.into()], &vars).unwrap();
+        assert_eq!(
+            rotation[0].as_str(),
+            r#"ALTER ROLE "v-u" WITH PASSWORD 'Pw-1'"#
+        );
         let renew = dbwarden_plugin::statement::render(&[DEFAULT_RENEW.into()], &vars).unwrap();
-        assert_eq!(renew[0].as_str(), r#"ALTER ROLE "v-u" VALID UNTIL '1970-01-02 00:00:00+0000'"#);
+        assert_eq!(
+            renew[0].as_str(),
+            r#"ALTER ROLE "v-u" VALID UNTIL '1970-01-02 00:00:00+0000'"#
+        );
     }
 
     #[test]

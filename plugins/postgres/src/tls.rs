@@ -20,12 +20,14 @@ use std::path::Path;
 use std::sync::Arc;
 
 use dbwarden_plugin::BackendError;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+};
 
 /// The `sslmode` of a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,7 +72,10 @@ impl SslMode {
 }
 
 /// Builds the rustls client configuration for `mode`, trusting `root_cert` (a PEM file) if given.
-pub(crate) fn client_config(mode: SslMode, root_cert: Option<&Path>) -> Result<ClientConfig, BackendError> {
+pub(crate) fn client_config(
+    mode: SslMode,
+    root_cert: Option<&Path>,
+) -> Result<ClientConfig, BackendError> {
     let provider = CryptoProvider::get_default()
         .cloned()
         .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()));
@@ -108,17 +113,21 @@ fn root_store(root_cert: Option<&Path>) -> Result<RootCertStore, BackendError> {
     };
     let shown = path.display();
     let mut store = RootCertStore::empty();
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| BackendError::InvalidConfig(format!("cannot read sslrootcert {shown}: {e}")))?;
+    let certs = CertificateDer::pem_file_iter(path).map_err(|e| {
+        BackendError::InvalidConfig(format!("cannot read sslrootcert {shown}: {e}"))
+    })?;
     for cert in certs {
-        let cert =
-            cert.map_err(|e| BackendError::InvalidConfig(format!("cannot parse sslrootcert {shown}: {e}")))?;
-        store
-            .add(cert)
-            .map_err(|e| BackendError::InvalidConfig(format!("unusable certificate in sslrootcert {shown}: {e}")))?;
+        let cert = cert.map_err(|e| {
+            BackendError::InvalidConfig(format!("cannot parse sslrootcert {shown}: {e}"))
+        })?;
+        store.add(cert).map_err(|e| {
+            BackendError::InvalidConfig(format!("unusable certificate in sslrootcert {shown}: {e}"))
+        })?;
     }
     if store.is_empty() {
-        return Err(BackendError::InvalidConfig(format!("sslrootcert {shown} holds no certificate")));
+        return Err(BackendError::InvalidConfig(format!(
+            "sslrootcert {shown} holds no certificate"
+        )));
     }
     Ok(store)
 }
@@ -147,7 +156,12 @@ impl ServerCertVerifier for EncryptOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -156,11 +170,18 @@ impl ServerCertVerifier for EncryptOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
@@ -179,10 +200,13 @@ impl ServerCertVerifier for ChainOnly {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self
-            .inner
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-        {
+        match self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        ) {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
             )) => Ok(ServerCertVerified::assertion()),
@@ -229,7 +253,11 @@ mod tests {
 
     #[test]
     fn missing_root_cert_is_a_config_error() {
-        let err = client_config(SslMode::VerifyFull, Some(Path::new("/nonexistent/root.crt"))).unwrap_err();
+        let err = client_config(
+            SslMode::VerifyFull,
+            Some(Path::new("/nonexistent/root.crt")),
+        )
+        .unwrap_err();
         assert!(matches!(err, BackendError::InvalidConfig(_)), "{err}");
     }
 }

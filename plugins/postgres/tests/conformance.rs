@@ -4,7 +4,9 @@
 use async_trait::async_trait;
 use chrono::Utc;
 use dbwarden_plugin::conformance::{self, ConformanceTarget, SessionProbe, generate_password};
-use dbwarden_plugin::{BackendError, DatabaseBackend, DeleteUserRequest, NewUserRequest, OpenRequest};
+use dbwarden_plugin::{
+    BackendError, DatabaseBackend, DeleteUserRequest, NewUserRequest, OpenRequest,
+};
 use dbwarden_testkit::{TempPostgres, install_crypto_provider, unique_name};
 use secrecy::SecretString;
 use serde_json::{Map, Value, json};
@@ -29,7 +31,9 @@ impl PgTarget {
         pg.create_database(&db).await;
         let admin = pg.connect(&db).await;
         admin
-            .batch_execute("CREATE TABLE conformance_t (x int); INSERT INTO conformance_t VALUES (1);")
+            .batch_execute(
+                "CREATE TABLE conformance_t (x int); INSERT INTO conformance_t VALUES (1);",
+            )
             .await
             .unwrap();
         PgTarget {
@@ -107,12 +111,19 @@ impl ConformanceTarget for PgTarget {
     }
 
     fn revocation_statements(&self) -> Vec<String> {
-        vec![r#"REVOKE ALL ON conformance_t FROM "{{name}}"; DROP ROLE IF EXISTS "{{name}}";"#.to_owned()]
+        vec![
+            r#"REVOKE ALL ON conformance_t FROM "{{name}}"; DROP ROLE IF EXISTS "{{name}}";"#
+                .to_owned(),
+        ]
     }
 
     fn failing_statement(&self) -> String {
         // PostgreSQL echoes the value: `invalid input syntax for type integer: "<password>"`.
         "SELECT '{{password}}'::int".to_owned()
+    }
+
+    fn failing_statement_echoes_password(&self) -> bool {
+        true
     }
 
     fn max_username_len(&self) -> usize {
@@ -139,7 +150,11 @@ impl ConformanceTarget for PgTarget {
             .is_some()
     }
 
-    async fn open_session(&self, user: &str, password: &str) -> Result<Box<dyn SessionProbe>, String> {
+    async fn open_session(
+        &self,
+        user: &str,
+        password: &str,
+    ) -> Result<Box<dyn SessionProbe>, String> {
         let client = TempPostgres::shared()
             .connect_as(&self.db, user, password)
             .await
@@ -148,7 +163,12 @@ impl ConformanceTarget for PgTarget {
     }
 }
 
-fn new_user(user: &str, password: &str, statements: &[&str], expiration: chrono::DateTime<Utc>) -> NewUserRequest {
+fn new_user(
+    user: &str,
+    password: &str,
+    statements: &[&str],
+    expiration: chrono::DateTime<Utc>,
+) -> NewUserRequest {
     NewUserRequest {
         username: user.into(),
         password: SecretString::from(password.to_owned()),
@@ -188,7 +208,12 @@ async fn scram_mode_stores_the_verifier_not_the_password() {
     // The statement proves what reached the server: a verifier, never the password.
     let probe = r#"DO $$ BEGIN IF '{{password}}' NOT LIKE 'SCRAM-SHA-256$4096:%' THEN RAISE EXCEPTION 'plain password sent'; END IF; END $$;"#;
     backend
-        .new_user(new_user(&user, &password, &[probe, CREATE], Utc::now() + chrono::Duration::hours(1)))
+        .new_user(new_user(
+            &user,
+            &password,
+            &[probe, CREATE],
+            Utc::now() + chrono::Duration::hours(1),
+        ))
         .await
         .unwrap();
     target.login_and_query(&user, &password).await.unwrap();
@@ -209,7 +234,12 @@ async fn expiry_in_the_past_refuses_login() {
     let user = unique_name("expired_");
     let password = generate_password();
     backend
-        .new_user(new_user(&user, &password, &[CREATE], Utc::now() - chrono::Duration::hours(1)))
+        .new_user(new_user(
+            &user,
+            &password,
+            &[CREATE],
+            Utc::now() - chrono::Duration::hours(1),
+        ))
         .await
         .unwrap();
     assert!(target.login_and_query(&user, &password).await.is_err());
@@ -234,12 +264,19 @@ async fn grants_in_another_database_block_the_drop_but_not_the_lock() {
     let user = unique_name("multi_");
     let password = generate_password();
     backend
-        .new_user(new_user(&user, &password, &[CREATE], Utc::now() + chrono::Duration::hours(1)))
+        .new_user(new_user(
+            &user,
+            &password,
+            &[CREATE],
+            Utc::now() + chrono::Duration::hours(1),
+        ))
         .await
         .unwrap();
     let other_admin = pg.connect(&other).await;
     other_admin
-        .batch_execute(&format!("CREATE TABLE elsewhere (x int); GRANT SELECT ON elsewhere TO \"{user}\";"))
+        .batch_execute(&format!(
+            "CREATE TABLE elsewhere (x int); GRANT SELECT ON elsewhere TO \"{user}\";"
+        ))
         .await
         .unwrap();
     let mut session = target.open_session(&user, &password).await.unwrap();
@@ -253,7 +290,10 @@ async fn grants_in_another_database_block_the_drop_but_not_the_lock() {
         .unwrap_err();
     let text = err.to_string();
     assert!(matches!(err, BackendError::Database(_)), "{err:?}");
-    assert!(text.contains(&other), "the error should name the other database: {text}");
+    assert!(
+        text.contains(&other),
+        "the error should name the other database: {text}"
+    );
     assert!(text.contains("NOLOGIN"), "{text}");
     // Access is cut even though the role could not be dropped.
     assert!(target.login_and_query(&user, &password).await.is_err());
@@ -286,15 +326,27 @@ async fn grants_in_another_database_block_the_drop_but_not_the_lock() {
 async fn owned_objects_are_reassigned_not_blocking() {
     install_crypto_provider();
     let target = PgTarget::superuser(json!({})).await;
-    target.admin.batch_execute("GRANT CREATE ON SCHEMA public TO PUBLIC").await.unwrap();
+    target
+        .admin
+        .batch_execute("GRANT CREATE ON SCHEMA public TO PUBLIC")
+        .await
+        .unwrap();
     let backend = target.open(json!({})).await.unwrap();
     let user = unique_name("owner_");
     let password = generate_password();
     backend
-        .new_user(new_user(&user, &password, &[CREATE], Utc::now() + chrono::Duration::hours(1)))
+        .new_user(new_user(
+            &user,
+            &password,
+            &[CREATE],
+            Utc::now() + chrono::Duration::hours(1),
+        ))
         .await
         .unwrap();
-    let client = TempPostgres::shared().connect_as(&target.db, &user, &password).await.unwrap();
+    let client = TempPostgres::shared()
+        .connect_as(&target.db, &user, &password)
+        .await
+        .unwrap();
     let table = format!("made_by_{user}");
     client
         .batch_execute(&format!("CREATE TABLE {table} (x int)"))
@@ -311,11 +363,17 @@ async fn owned_objects_are_reassigned_not_blocking() {
     assert!(!target.user_exists(&user).await);
     let owner: String = target
         .admin
-        .query_one("SELECT tableowner::text FROM pg_tables WHERE tablename = $1", &[&table])
+        .query_one(
+            "SELECT tableowner::text FROM pg_tables WHERE tablename = $1",
+            &[&table],
+        )
         .await
         .unwrap()
         .get(0);
-    assert_eq!(owner, "postgres", "the table should now belong to the admin");
+    assert_eq!(
+        owner, "postgres",
+        "the table should now belong to the admin"
+    );
 }
 
 #[tokio::test]
@@ -327,7 +385,11 @@ async fn tls_modes() {
         return;
     };
     let target = PgTarget::superuser(json!({})).await;
-    let base = format!("postgres://{{{{username}}}}:{{{{password}}}}@127.0.0.1:{}/{}", pg.port(), target.db);
+    let base = format!(
+        "postgres://{{{{username}}}}:{{{{password}}}}@127.0.0.1:{}/{}",
+        pg.port(),
+        target.db
+    );
     let encode = |s: &str| s.replace('/', "%2F");
     // A creation statement that fails unless the pooled connection is encrypted.
     let assert_tls = "DO $$ BEGIN IF NOT (SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()) THEN RAISE EXCEPTION 'not encrypted'; END IF; END $$;";
@@ -335,8 +397,20 @@ async fn tls_modes() {
         ("?sslmode=disable".to_owned(), false),
         (String::new(), true),
         ("?sslmode=require".to_owned(), true),
-        (format!("?sslmode=verify-ca&sslrootcert={}", encode(&ca.display().to_string())), true),
-        (format!("?sslmode=verify-full&sslrootcert={}", encode(&ca.display().to_string())), true),
+        (
+            format!(
+                "?sslmode=verify-ca&sslrootcert={}",
+                encode(&ca.display().to_string())
+            ),
+            true,
+        ),
+        (
+            format!(
+                "?sslmode=verify-full&sslrootcert={}",
+                encode(&ca.display().to_string())
+            ),
+            true,
+        ),
     ] {
         let backend = target
             .open(json!({"connection_url": format!("{base}{query}")}))
@@ -397,7 +471,12 @@ async fn key_value_connection_strings_work() {
     for _ in 0..3 {
         let user = unique_name("kv_");
         backend
-            .new_user(new_user(&user, &generate_password(), &[CREATE], Utc::now() + chrono::Duration::hours(1)))
+            .new_user(new_user(
+                &user,
+                &generate_password(),
+                &[CREATE],
+                Utc::now() + chrono::Duration::hours(1),
+            ))
             .await
             .unwrap();
         backend
@@ -408,6 +487,76 @@ async fn key_value_connection_strings_work() {
             .await
             .unwrap();
         tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    }
+    backend.close().await;
+}
+
+/// Issuance runs in parallel up to `max_open_connections`, never beyond, and idle connections
+/// above `max_idle_connections` are closed when returned.
+#[tokio::test]
+async fn pool_limits_are_honoured() {
+    install_crypto_provider();
+    let target = PgTarget::superuser(json!({})).await;
+    let backend: std::sync::Arc<dyn DatabaseBackend> = target
+        .open(json!({"max_open_connections": 3, "max_idle_connections": 1}))
+        .await
+        .unwrap()
+        .into();
+    let count = "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND application_name = 'dbwarden'";
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut users = Vec::new();
+    for _ in 0..9 {
+        let user = unique_name("pool_");
+        users.push(user.clone());
+        let backend = backend.clone();
+        tasks.spawn(async move {
+            backend
+                .new_user(new_user(
+                    &user,
+                    &generate_password(),
+                    &["SELECT pg_sleep(0.3)", CREATE],
+                    Utc::now() + chrono::Duration::hours(1),
+                ))
+                .await
+        });
+    }
+    let mut peak = 0;
+    while !tasks.is_empty() {
+        let n: i64 = target
+            .admin
+            .query_one(count, &[&target.db])
+            .await
+            .unwrap()
+            .get(0);
+        peak = peak.max(n);
+        tokio::select! {
+            done = tasks.join_next() => done.unwrap().unwrap().unwrap(),
+            _ = tokio::time::sleep(std::time::Duration::from_millis(50)) => {}
+        }
+    }
+    assert!(
+        peak <= 3,
+        "{peak} connections with max_open_connections = 3"
+    );
+    assert!(peak >= 2, "issuance did not run in parallel (peak {peak})");
+    let idle: i64 = target
+        .admin
+        .query_one(count, &[&target.db])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        idle <= 1,
+        "{idle} idle connections with max_idle_connections = 1"
+    );
+    for user in users {
+        backend
+            .delete_user(DeleteUserRequest {
+                username: user,
+                statements: vec![],
+            })
+            .await
+            .unwrap();
     }
     backend.close().await;
 }

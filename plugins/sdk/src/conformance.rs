@@ -27,7 +27,7 @@
 //! | `revoke_custom_ends_sessions` | the role's revocation statements, and still no session survives |
 //! | `revoke_is_idempotent` | revoking twice succeeds, with default and custom statements |
 //! | `revoke_unknown_user` | revoking a user that never existed succeeds |
-//! | `failed_creation_leaves_nothing` | statement 2 fails: `Statement { index: 2, total: 2 }`, no user left, no password in the error |
+//! | `failed_creation_leaves_nothing` | statement 2 fails: `Statement { index: 2, total: 2 }`, no user left, the password redacted from the server's message |
 //! | `empty_creation_statements` | `InvalidRequest`, nothing created |
 //! | `parallel_issuance` | 16 users issued at once through `max_open_connections = 4`, all usable, all revoked |
 //! | `username_length_limit` | a name one over the limit is refused (never truncated); a name at the limit is created and logs in |
@@ -49,8 +49,8 @@ use serde_json::{Map, Value};
 
 use crate::statement::split_statements;
 use crate::{
-    BackendError, ChangeExpiration, ChangePassword, DatabaseBackend, DeleteUserRequest, NewUserRequest,
-    OpenFuture, OpenRequest, UpdateUserRequest, UsernameMetadata,
+    BackendError, ChangeExpiration, ChangePassword, DatabaseBackend, DeleteUserRequest,
+    NewUserRequest, OpenFuture, OpenRequest, UpdateUserRequest, UsernameMetadata,
 };
 
 /// An open session of a credential, kept to check that revocation ends it.
@@ -81,6 +81,12 @@ pub trait ConformanceTarget: Send + Sync {
         "SELECT '{{password}}' FROM dbwarden_conformance_no_such_table".to_owned()
     }
 
+    /// Whether the server's error for [`ConformanceTarget::failing_statement`] echoes the
+    /// password; if so, the suite also checks that the message shows `[redacted]` instead.
+    fn failing_statement_echoes_password(&self) -> bool {
+        false
+    }
+
     /// The longest user name the dialect accepts (in characters; test names are ASCII).
     fn max_username_len(&self) -> usize;
 
@@ -91,7 +97,11 @@ pub trait ConformanceTarget: Send + Sync {
     async fn user_exists(&self, user: &str) -> bool;
 
     /// Logs in as `user` and keeps the session open.
-    async fn open_session(&self, user: &str, password: &str) -> Result<Box<dyn SessionProbe>, String>;
+    async fn open_session(
+        &self,
+        user: &str,
+        password: &str,
+    ) -> Result<Box<dyn SessionProbe>, String>;
 }
 
 /// A backend descriptor's `open` function.
@@ -209,7 +219,9 @@ impl<'a> Kit<'a> {
     }
 
     fn selected(&self, case: &str) -> bool {
-        self.only.as_ref().is_none_or(|only| only.iter().any(|c| c == case))
+        self.only
+            .as_ref()
+            .is_none_or(|only| only.iter().any(|c| c == case))
     }
 
     fn admin_password(&self) -> String {
@@ -219,7 +231,10 @@ impl<'a> Kit<'a> {
         }
     }
 
-    async fn open_with(&self, overrides: &[(&str, Value)]) -> Result<Box<dyn DatabaseBackend>, BackendError> {
+    async fn open_with(
+        &self,
+        overrides: &[(&str, Value)],
+    ) -> Result<Box<dyn DatabaseBackend>, BackendError> {
         let mut details = self.target.details();
         for (key, value) in overrides {
             details.insert((*key).to_owned(), value.clone());
@@ -244,11 +259,18 @@ impl<'a> Kit<'a> {
     }
 
     fn remember(&self, user: &str) {
-        self.created.lock().expect("not poisoned").push(user.to_owned());
+        self.created
+            .lock()
+            .expect("not poisoned")
+            .push(user.to_owned());
     }
 
     /// Generates a name and creates the user with the target's creation statements.
-    async fn create(&self, backend: &dyn DatabaseBackend, role: &str) -> Result<(String, String), String> {
+    async fn create(
+        &self,
+        backend: &dyn DatabaseBackend,
+        role: &str,
+    ) -> Result<(String, String), String> {
         let user = backend
             .generate_username(&self.meta(role))
             .map_err(|e| format!("generate_username: {e}"))?;
@@ -257,15 +279,29 @@ impl<'a> Kit<'a> {
         Ok((user, password))
     }
 
-    async fn create_named(&self, backend: &dyn DatabaseBackend, user: &str, password: &str) -> Result<(), String> {
+    async fn create_named(
+        &self,
+        backend: &dyn DatabaseBackend,
+        user: &str,
+        password: &str,
+    ) -> Result<(), String> {
         self.remember(user);
         backend
-            .new_user(new_user_request(user, password, self.target.creation_statements()))
+            .new_user(new_user_request(
+                user,
+                password,
+                self.target.creation_statements(),
+            ))
             .await
             .map_err(|e| format!("new_user({user}): {e}"))
     }
 
-    async fn revoke(&self, backend: &dyn DatabaseBackend, user: &str, statements: Vec<String>) -> Result<(), String> {
+    async fn revoke(
+        &self,
+        backend: &dyn DatabaseBackend,
+        user: &str,
+        statements: Vec<String>,
+    ) -> Result<(), String> {
         backend
             .delete_user(DeleteUserRequest {
                 username: user.to_owned(),
@@ -355,7 +391,10 @@ async fn open_config_errors(kit: &Kit<'_>) -> CaseResult {
         "open without connection_url: expected InvalidConfig, got {err:?}"
     );
     let err = kit
-        .open_with(&[("username_template", Value::from("{{ printf \"v-%s\" .RoleName"))])
+        .open_with(&[(
+            "username_template",
+            Value::from("{{ printf \"v-%s\" .RoleName"),
+        )])
         .await
         .err();
     check!(
@@ -376,7 +415,10 @@ async fn open_config_errors(kit: &Kit<'_>) -> CaseResult {
 
 async fn verify_wrong_admin_password(kit: &Kit<'_>) -> CaseResult {
     let wrong = format!("Wrong-Adm1n-{}", kit.run_id);
-    let err = kit.open_with(&[("password", Value::from(wrong.as_str()))]).await.err();
+    let err = kit
+        .open_with(&[("password", Value::from(wrong.as_str()))])
+        .await
+        .err();
     let Some(err) = err else {
         return Err("open with a wrong admin password succeeded".into());
     };
@@ -391,7 +433,10 @@ async fn verify_wrong_admin_password(kit: &Kit<'_>) -> CaseResult {
 async fn create_login_read(kit: &Kit<'_>) -> CaseResult {
     with_backend(kit, |b| async move {
         let (user, password) = kit.create(b.as_ref(), "create").await?;
-        check!(kit.target.user_exists(&user).await, "user {user} does not exist after new_user");
+        check!(
+            kit.target.user_exists(&user).await,
+            "user {user} does not exist after new_user"
+        );
         kit.target
             .login_and_query(&user, &password)
             .await
@@ -464,7 +509,10 @@ async fn revoke_ends_sessions(kit: &Kit<'_>, role: &str, statements: Vec<String>
             kit.target.login_and_query(&user, &password).await.is_err(),
             "login still works after revocation"
         );
-        check!(!kit.target.user_exists(&user).await, "user {user} still exists after revocation");
+        check!(
+            !kit.target.user_exists(&user).await,
+            "user {user} still exists after revocation"
+        );
         check!(
             session_ends(session.as_mut(), Duration::from_secs(5)).await,
             "a session opened before revocation is still alive 5 s after it"
@@ -493,11 +541,15 @@ async fn revoke_is_idempotent(kit: &Kit<'_>) -> CaseResult {
             .await
             .map_err(|e| format!("third revocation (custom statements): {e}"))?;
         let (user, _) = kit.create(b.as_ref(), "revtwice").await?;
-        kit.revoke(b.as_ref(), &user, kit.target.revocation_statements()).await?;
+        kit.revoke(b.as_ref(), &user, kit.target.revocation_statements())
+            .await?;
         kit.revoke(b.as_ref(), &user, kit.target.revocation_statements())
             .await
             .map_err(|e| format!("second revocation with custom statements: {e}"))?;
-        check!(!kit.target.user_exists(&user).await, "user {user} exists after revocation");
+        check!(
+            !kit.target.user_exists(&user).await,
+            "user {user} exists after revocation"
+        );
         Ok(())
     })
     .await
@@ -509,7 +561,8 @@ async fn revoke_unknown_user(kit: &Kit<'_>) -> CaseResult {
             .generate_username(&kit.meta("ghost"))
             .map_err(|e| format!("generate_username: {e}"))?;
         kit.revoke(b.as_ref(), &user, Vec::new()).await?;
-        kit.revoke(b.as_ref(), &user, kit.target.revocation_statements()).await
+        kit.revoke(b.as_ref(), &user, kit.target.revocation_statements())
+            .await
     })
     .await
 }
@@ -526,18 +579,34 @@ async fn failed_creation_leaves_nothing(kit: &Kit<'_>) -> CaseResult {
             .next()
             .ok_or("the target has no creation statement")?;
         let result = b
-            .new_user(new_user_request(&user, &password, vec![first, kit.target.failing_statement()]))
+            .new_user(new_user_request(
+                &user,
+                &password,
+                vec![first, kit.target.failing_statement()],
+            ))
             .await;
         let err = match result {
             Ok(()) => return Err("creation with a failing second statement succeeded".into()),
             Err(e) => e,
         };
         check!(
-            matches!(err, BackendError::Statement { index: 2, total: 2, .. }),
+            matches!(
+                err,
+                BackendError::Statement {
+                    index: 2,
+                    total: 2,
+                    ..
+                }
+            ),
             "expected Statement {{ index: 2, total: 2 }}, got {err:?}"
         );
         kit.no_secret(&err.to_string(), &[&password])?;
         kit.no_secret(&format!("{err:?}"), &[&password])?;
+        check!(
+            !kit.target.failing_statement_echoes_password()
+                || err.to_string().contains("[redacted]"),
+            "the server's message should echo the password as [redacted]: {err}"
+        );
         check!(
             !kit.target.user_exists(&user).await,
             "user {user} exists after its creation failed"
@@ -554,7 +623,11 @@ async fn empty_creation_statements(kit: &Kit<'_>) -> CaseResult {
             .map_err(|e| format!("generate_username: {e}"))?;
         for statements in [Vec::new(), vec!["  ".to_owned()], vec![";".to_owned()]] {
             let err = b
-                .new_user(new_user_request(&user, &generate_password(), statements.clone()))
+                .new_user(new_user_request(
+                    &user,
+                    &generate_password(),
+                    statements.clone(),
+                ))
                 .await
                 .err();
             check!(
@@ -588,7 +661,9 @@ async fn parallel_issuance(kit: &Kit<'_>) -> CaseResult {
         let backend = backend.clone();
         let statements = kit.target.creation_statements();
         tasks.spawn(async move {
-            let result = backend.new_user(new_user_request(&user, &password, statements)).await;
+            let result = backend
+                .new_user(new_user_request(&user, &password, statements))
+                .await;
             (user, result)
         });
     }
@@ -600,7 +675,11 @@ async fn parallel_issuance(kit: &Kit<'_>) -> CaseResult {
             Err(e) => errors.push(format!("task: {e}")),
         }
     }
-    check!(errors.is_empty(), "parallel new_user failed: {}", errors.join("; "));
+    check!(
+        errors.is_empty(),
+        "parallel new_user failed: {}",
+        errors.join("; ")
+    );
     for (user, password) in &users {
         kit.target
             .login_and_query(user, password)
@@ -628,9 +707,16 @@ async fn parallel_issuance(kit: &Kit<'_>) -> CaseResult {
         }
     }
     backend.close().await;
-    check!(errors.is_empty(), "parallel delete_user failed: {}", errors.join("; "));
+    check!(
+        errors.is_empty(),
+        "parallel delete_user failed: {}",
+        errors.join("; ")
+    );
     for (user, _) in &users {
-        check!(!kit.target.user_exists(user).await, "{user} exists after revocation");
+        check!(
+            !kit.target.user_exists(user).await,
+            "{user} exists after revocation"
+        );
     }
     Ok(())
 }
@@ -644,7 +730,10 @@ async fn username_length_limit(kit: &Kit<'_>) -> CaseResult {
     let err = too_long.generate_username(&kit.meta("long")).err();
     too_long.close().await;
     let Some(err) = err else {
-        return Err(format!("a {}-character name was accepted (limit {limit})", limit + 1));
+        return Err(format!(
+            "a {}-character name was accepted (limit {limit})",
+            limit + 1
+        ));
     };
     check!(
         matches!(err, BackendError::InvalidRequest(_)),
@@ -656,7 +745,10 @@ async fn username_length_limit(kit: &Kit<'_>) -> CaseResult {
     );
 
     // A name exactly at the limit must be created for real: proves the limit is not too generous.
-    let template = format!("{{{{ printf \"v%s\" (random {}) | lowercase }}}}", limit - 1);
+    let template = format!(
+        "{{{{ printf \"v%s\" (random {}) | lowercase }}}}",
+        limit - 1
+    );
     let at_limit: Arc<dyn DatabaseBackend> = Arc::from(
         kit.open_with(&[("username_template", Value::from(template))])
             .await
@@ -688,7 +780,11 @@ async fn hostile_values_refused(kit: &Kit<'_>) -> CaseResult {
         for bad in ["'", "\\", "\"", "`"] {
             let password = format!("Pw-{}{bad}x; DROP TABLE t; --", kit.run_id);
             let err = b
-                .new_user(new_user_request(&user, &password, kit.target.creation_statements()))
+                .new_user(new_user_request(
+                    &user,
+                    &password,
+                    kit.target.creation_statements(),
+                ))
                 .await
                 .err();
             check!(
@@ -731,8 +827,12 @@ async fn hostile_values_refused(kit: &Kit<'_>) -> CaseResult {
 async fn generated_names_are_unique(kit: &Kit<'_>) -> CaseResult {
     with_backend(kit, |b| async move {
         let limit = kit.target.max_username_len();
-        let a = b.generate_username(&kit.meta("uniq")).map_err(|e| e.to_string())?;
-        let c = b.generate_username(&kit.meta("uniq")).map_err(|e| e.to_string())?;
+        let a = b
+            .generate_username(&kit.meta("uniq"))
+            .map_err(|e| e.to_string())?;
+        let c = b
+            .generate_username(&kit.meta("uniq"))
+            .map_err(|e| e.to_string())?;
         check!(a != c, "two generated names are equal: {a}");
         for name in [&a, &c] {
             check!(

@@ -34,6 +34,18 @@ pub enum BackendError {
 }
 
 impl BackendError {
+    /// A short stable name for the kind of failure (metrics labels, logs).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            BackendError::InvalidConfig(_) => "invalid_config",
+            BackendError::InvalidRequest(_) => "invalid_request",
+            BackendError::Connect(_) => "connect",
+            BackendError::Statement { .. } => "statement",
+            BackendError::Transient(_) => "transient",
+            BackendError::Database(_) => "database",
+        }
+    }
+
     /// Whether retrying the same call may succeed.
     pub fn is_transient(&self) -> bool {
         matches!(self, BackendError::Transient(_) | BackendError::Connect(_))

@@ -191,7 +191,10 @@ fn contains_bare_end(sql: &str) -> bool {
 ///
 /// `{{name}}` and `{{username}}` take the username, `{{password}}` the password and
 /// `{{expiration}}` the expiry. An unknown `{{...}}` is left as is, as in Vault.
-pub fn render(templates: &[String], vars: &StatementVars<'_>) -> Result<Vec<SqlText>, BackendError> {
+pub fn render(
+    templates: &[String],
+    vars: &StatementVars<'_>,
+) -> Result<Vec<SqlText>, BackendError> {
     if let Some(name) = vars.username {
         check_substitutable("username", name)?;
     }
@@ -245,13 +248,19 @@ mod tests {
             "CREATE ROLE \"{{name}}\"; GRANT x TO \"{{name}}\";;",
             "  ",
         ]));
-        assert_eq!(got, strings(&["CREATE ROLE \"{{name}}\"", "GRANT x TO \"{{name}}\""]));
+        assert_eq!(
+            got,
+            strings(&["CREATE ROLE \"{{name}}\"", "GRANT x TO \"{{name}}\""])
+        );
     }
 
     #[test]
     fn keeps_do_blocks_whole() {
         let block = "DO $$ BEGIN CREATE ROLE a; END $$;";
-        assert_eq!(split_statements(&strings(&[block])), strings(&[block.trim()]));
+        assert_eq!(
+            split_statements(&strings(&[block])),
+            strings(&[block.trim()])
+        );
         // END inside quotes is not a block end.
         assert_eq!(
             split_statements(&strings(&["SELECT 'end'; SELECT 1"])),
