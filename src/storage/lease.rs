@@ -118,10 +118,10 @@ where
 
 /// Claims due leases: PostgreSQL skips rows other replicas hold locked, so two replicas
 /// never claim the same lease; SQLite serialises writers, so the plain form is atomic.
-const CLAIM_DUE_POSTGRES: &str = "UPDATE leases SET next_attempt = $2, claimed_until = $2 \
+const CLAIM_DUE_POSTGRES: &str = "UPDATE leases SET state = 'revoking', next_attempt = $2, claimed_until = $2 \
     WHERE id IN (SELECT id FROM leases WHERE next_attempt <= $1 ORDER BY next_attempt LIMIT $3 \
     FOR UPDATE SKIP LOCKED) RETURNING ";
-const CLAIM_DUE_SQLITE: &str = "UPDATE leases SET next_attempt = $2, claimed_until = $2 \
+const CLAIM_DUE_SQLITE: &str = "UPDATE leases SET state = 'revoking', next_attempt = $2, claimed_until = $2 \
     WHERE id IN (SELECT id FROM leases WHERE next_attempt <= $1 ORDER BY next_attempt LIMIT $3) \
     RETURNING ";
 

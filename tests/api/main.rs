@@ -1,7 +1,9 @@
 //! End-to-end tests: the real `dbwarden` binary, real PostgreSQL and MariaDB, real clients.
 //! One test binary (with modules) to keep link time down on small machines.
 
+mod faults;
 mod hvac;
+mod leases;
 mod mysql;
 mod policy;
 mod postgres;

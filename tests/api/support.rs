@@ -106,6 +106,13 @@ impl Server {
         );
     }
 
+    /// Kills the process with SIGKILL (no clean-up of any kind) and returns its log.
+    pub fn kill9(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
     /// Stops the process with SIGTERM and waits for it.
     pub fn stop(mut self) -> String {
         let _ = Command::new("kill")
@@ -135,18 +142,42 @@ impl Drop for Server {
 
 /// Writes a config file for a SQLite + key-file server and returns (config path, listen).
 pub fn sqlite_config(dir: &Path) -> (PathBuf, String) {
+    let storage = format!(
+        "backend = \"sqlite\"\npath = \"{}\"",
+        dir.join("dbwarden.db").display()
+    );
+    write_config(dir, "dbwarden.toml", &storage, "")
+}
+
+/// Writes a config file with the given `[storage]` body and extra TOML (for example a
+/// `[leases]` section), a key-file seal in `dir`, and a free port. Returns (path, listen).
+pub fn write_config(dir: &Path, name: &str, storage: &str, extra: &str) -> (PathBuf, String) {
     let listen = format!("127.0.0.1:{}", free_port());
-    let path = dir.join("dbwarden.toml");
+    let path = dir.join(name);
     std::fs::write(
         &path,
         format!(
-            "listen_address = \"{listen}\"\n\n[storage]\nbackend = \"sqlite\"\npath = \"{}\"\n\n[seal]\ntype = \"keyfile\"\npath = \"{}\"\n",
-            dir.join("dbwarden.db").display(),
+            "listen_address = \"{listen}\"\n\n[storage]\n{storage}\n\n[seal]\ntype = \"keyfile\"\npath = \"{}\"\n\n{extra}\n",
             dir.join("seal.key").display()
         ),
     )
     .unwrap();
     (path, listen)
+}
+
+/// Runs `operator init` for a config and returns the root token.
+pub fn operator_init(config: &Path) -> String {
+    let (code, stdout, stderr) = run_cli(&[
+        "operator",
+        "init",
+        "--config",
+        config.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 0, "operator init: {stderr}");
+    let parsed: Value = serde_json::from_str(stdout.trim()).unwrap();
+    parsed["root_token"].as_str().unwrap().to_owned()
 }
 
 /// Runs `dbwarden` with `args` and returns (exit code, stdout, stderr).
@@ -221,6 +252,18 @@ impl Client {
         false
     }
 
+    /// Sends a request without a body; returns the status, or `None` if the server is gone.
+    pub async fn try_call(&self, method: &str, path: &str) -> Option<u16> {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = self
+            .http
+            .request(method, format!("{}/v1/{path}", self.addr));
+        if let Some(t) = &self.token {
+            req = req.header("X-Vault-Token", t);
+        }
+        req.send().await.ok().map(|r| r.status().as_u16())
+    }
+
     /// Sends a request that must succeed with 200 or 204.
     pub async fn ok(&self, method: &str, path: &str, body: Option<Value>) -> Value {
         let (status, json) = self.call(method, path, body).await;
@@ -229,5 +272,57 @@ impl Client {
             "{method} {path}: {status} {json}"
         );
         json
+    }
+}
+
+/// A TCP proxy in front of a database that a test can cut (dropping every connection and
+/// refusing new ones) and restore: the honest way to make a target unreachable.
+pub struct Proxy {
+    /// The port to connect to instead of the target's.
+    pub port: u16,
+    cut: tokio::sync::watch::Sender<bool>,
+}
+
+impl Proxy {
+    /// Starts forwarding 127.0.0.1:<port> to 127.0.0.1:<target_port>.
+    pub async fn start(target_port: u16) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (cut, _) = tokio::sync::watch::channel(false);
+        let watch = cut.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                if *watch.borrow() {
+                    drop(inbound);
+                    continue;
+                }
+                let mut cut_rx = watch.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", target_port)).await
+                    else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cut_rx.wait_for(|cut| *cut) => {}
+                    }
+                });
+            }
+        });
+        Proxy { port, cut }
+    }
+
+    /// Drops every open connection and refuses new ones.
+    pub fn cut(&self) {
+        self.cut.send_replace(true);
+    }
+
+    /// Forwards again.
+    pub fn restore(&self) {
+        self.cut.send_replace(false);
     }
 }

@@ -19,6 +19,11 @@
 //!   the revocation then fails with a message naming them, after the role has been locked
 //!   and its sessions ended, so access is cut even though the role still exists. Give such
 //!   roles custom revocation statements, or keep grants to one database per connection.
+//! - Creation statements with per-table `GRANT`s contend when run in parallel: concurrent
+//!   grants on one table update the same catalog row and fail with "tuple concurrently
+//!   updated" (the conformance suite's 16 parallel issuances hit it every run). The retry
+//!   absorbs it, at the cost of latency; granting membership in a prepared role
+//!   (`CREATE ROLE ... IN ROLE app_readonly`) avoids it.
 //! - An admin that is not a superuser needs `CREATEROLE`; the backend grants itself membership
 //!   in a role before revoking it, because `pg_terminate_backend` and `DROP OWNED` need the
 //!   role's privileges.
