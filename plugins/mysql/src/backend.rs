@@ -21,8 +21,8 @@ use serde_json::{Map, Value};
 
 use crate::Dialect;
 use crate::config::Settings;
-use crate::details::{MAX_ATTEMPTS, UsernameRules, backoff};
 use crate::sql;
+use dbwarden_plugin::details::{MAX_ATTEMPTS, UsernameRules, backoff};
 
 /// One open MySQL connection configuration: a pool of admin connections.
 pub(crate) struct MysqlBackend {

@@ -23,7 +23,7 @@ use mysql_async::{ClientIdentity, Opts, OptsBuilder, PoolConstraints, PoolOpts, 
 use serde_json::{Map, Value};
 
 use crate::Dialect;
-use crate::details::{self, LengthUnit, PoolSettings, UsernameRules};
+use dbwarden_plugin::details::{self, LengthUnit, PoolSettings, UsernameRules};
 
 /// Everything read from the connection details.
 pub(crate) struct Settings {

@@ -23,7 +23,6 @@
 
 mod backend;
 pub mod config;
-mod details;
 mod sql;
 
 use dbwarden_plugin::{BackendDescriptor, BackendError, DatabaseBackend, OpenFuture, OpenRequest};

@@ -24,9 +24,9 @@ use serde_json::{Map, Value};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::config::{PasswordAuthentication, Settings};
-use crate::details::{MAX_ATTEMPTS, UsernameRules, backoff};
 use crate::sql;
 use crate::{Dialect, tls};
+use dbwarden_plugin::details::{MAX_ATTEMPTS, UsernameRules, backoff};
 
 /// One open PostgreSQL connection configuration: a pool of admin connections.
 pub(crate) struct PostgresBackend {

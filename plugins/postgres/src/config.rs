@@ -18,8 +18,8 @@ use dbwarden_plugin::error::redact;
 use serde_json::{Map, Value};
 
 use crate::Dialect;
-use crate::details::{self, LengthUnit, PoolSettings, UsernameRules};
 use crate::tls::SslMode;
+use dbwarden_plugin::details::{self, LengthUnit, PoolSettings, UsernameRules};
 
 /// Parameters passed through to tokio-postgres.
 const KNOWN_PARAMS: &[&str] = &[

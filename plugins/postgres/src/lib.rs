@@ -33,7 +33,6 @@
 
 mod backend;
 pub mod config;
-mod details;
 mod sql;
 pub mod tls;
 

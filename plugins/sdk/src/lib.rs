@@ -11,10 +11,12 @@
 //!   [`SqlText`], the only type a backend may send to a target database.
 //! - [`template`]: username templates with Vault's function set.
 //! - [`error`]: [`BackendError`], and redaction of secrets from server messages.
+//! - [`details`]: lenient reading of connection details, pool settings, username rules.
 //! - [`conformance`]: the test kit every backend runs against its real server.
 
 pub mod backend;
 pub mod conformance;
+pub mod details;
 pub mod error;
 pub mod statement;
 pub mod template;

@@ -1,7 +1,6 @@
 //! Lenient reading of connection details, pool settings, username rules and retry pacing.
 //!
-//! Kept identical in `plugins/postgres/src/details.rs` and `plugins/mysql/src/details.rs`:
-//! it is family-neutral and belongs in the SDK once the SDK grows a `details` module.
+//! Shared by every backend: the rules are family-neutral.
 //!
 //! Vault stores connection details as loosely typed JSON (a number may arrive as `"4"`, a
 //! duration as `"30s"` or `30`), so every reader here accepts the spellings Vault accepts and
@@ -9,17 +8,14 @@
 
 use std::time::Duration;
 
-use dbwarden_plugin::{BackendError, UsernameMetadata, UsernameTemplate, statement};
+use crate::{BackendError, UsernameMetadata, UsernameTemplate, statement};
 use serde_json::{Map, Value};
 
 /// How many times a statement batch is attempted when it fails with a transient error.
-pub(crate) const MAX_ATTEMPTS: u32 = 5;
+pub const MAX_ATTEMPTS: u32 = 5;
 
 /// Reads a string (numbers and booleans are accepted and printed).
-pub(crate) fn string(
-    details: &Map<String, Value>,
-    key: &str,
-) -> Result<Option<String>, BackendError> {
+pub fn string(details: &Map<String, Value>, key: &str) -> Result<Option<String>, BackendError> {
     match details.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
@@ -32,10 +28,7 @@ pub(crate) fn string(
 }
 
 /// Reads a boolean (`true`, `"true"`, `"1"`, `1`, ...).
-pub(crate) fn boolean(
-    details: &Map<String, Value>,
-    key: &str,
-) -> Result<Option<bool>, BackendError> {
+pub fn boolean(details: &Map<String, Value>, key: &str) -> Result<Option<bool>, BackendError> {
     let bad = || BackendError::InvalidConfig(format!("{key} must be a boolean"));
     match details.get(key) {
         None | Some(Value::Null) => Ok(None),
@@ -52,10 +45,7 @@ pub(crate) fn boolean(
 }
 
 /// Reads a non-negative integer (`4` or `"4"`).
-pub(crate) fn integer(
-    details: &Map<String, Value>,
-    key: &str,
-) -> Result<Option<u64>, BackendError> {
+pub fn integer(details: &Map<String, Value>, key: &str) -> Result<Option<u64>, BackendError> {
     let bad = || BackendError::InvalidConfig(format!("{key} must be a non-negative integer"));
     match details.get(key) {
         None | Some(Value::Null) => Ok(None),
@@ -79,10 +69,7 @@ pub(crate) fn integer(
 }
 
 /// Reads a duration: whole seconds (`30`, `"30"`) or a Go duration string (`"1m30s"`).
-pub(crate) fn duration(
-    details: &Map<String, Value>,
-    key: &str,
-) -> Result<Option<Duration>, BackendError> {
+pub fn duration(details: &Map<String, Value>, key: &str) -> Result<Option<Duration>, BackendError> {
     let bad = || {
         BackendError::InvalidConfig(format!(
             "{key} must be a duration such as \"30s\" or a number of seconds"
@@ -98,7 +85,7 @@ pub(crate) fn duration(
 }
 
 /// Parses whole seconds or Go's duration syntax (`300ms`, `1.5h`, `2h45m`); negative is refused.
-pub(crate) fn parse_go_duration(s: &str) -> Option<Duration> {
+pub fn parse_go_duration(s: &str) -> Option<Duration> {
     if let Ok(secs) = s.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
@@ -140,7 +127,7 @@ pub(crate) fn parse_go_duration(s: &str) -> Option<Duration> {
 
 /// The pool settings every backend reads, with Vault's defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct PoolSettings {
+pub struct PoolSettings {
     /// `max_open_connections`: the most connections, and so the most parallel issuances (default 4).
     pub max_open: usize,
     /// `max_idle_connections`: idle connections kept (default and ceiling: `max_open`).
@@ -178,7 +165,7 @@ impl PoolSettings {
     reason = "this file is shared by the backends; each uses one unit"
 )]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum LengthUnit {
+pub enum LengthUnit {
     /// Bytes (PostgreSQL's `NAMEDATALEN`).
     Bytes,
     /// Characters (MySQL's user name column).
@@ -187,7 +174,7 @@ pub(crate) enum LengthUnit {
 
 /// The username template of one connection and the limit its names must respect.
 #[derive(Debug)]
-pub(crate) struct UsernameRules {
+pub struct UsernameRules {
     template: UsernameTemplate,
     limit: usize,
     unit: LengthUnit,
@@ -267,7 +254,7 @@ impl UsernameRules {
 ///
 /// Stricter than Go's `url.PathEscape` (which Vault uses): `@`, `:` and `/` are encoded too,
 /// because URL parsers stop the user-info part at the first `@`.
-pub(crate) fn percent_escape(value: &str) -> String {
+pub fn percent_escape(value: &str) -> String {
     const SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
         .remove(b'-')
         .remove(b'.')
@@ -277,7 +264,7 @@ pub(crate) fn percent_escape(value: &str) -> String {
 }
 
 /// Substitutes `{{username}}`, `{{name}}` and `{{password}}` in a connection URL template.
-pub(crate) fn substitute_credentials(template: &str, username: &str, password: &str) -> String {
+pub fn substitute_credentials(template: &str, username: &str, password: &str) -> String {
     template
         .replace("{{username}}", username)
         .replace("{{name}}", username)
@@ -285,7 +272,7 @@ pub(crate) fn substitute_credentials(template: &str, username: &str, password: &
 }
 
 /// Sleeps before attempt `attempt + 1`: exponential from 20 ms, capped at 400 ms, with full jitter.
-pub(crate) async fn backoff(attempt: u32) {
+pub async fn backoff(attempt: u32) {
     let cap_ms = (20u64 << attempt.min(5)).min(400);
     let ms = rand::random_range(cap_ms / 2..=cap_ms);
     tokio::time::sleep(Duration::from_millis(ms)).await;
