@@ -128,32 +128,42 @@ const CLAIM_DUE_SQLITE: &str = "UPDATE leases SET state = 'revoking', next_attem
 impl Store {
     /// Inserts a new lease row.
     pub async fn insert_lease(&self, lease: &LeaseRow) -> Result<()> {
+        self.insert_leases(std::slice::from_ref(lease)).await
+    }
+
+    /// Inserts lease rows in one transaction (bulk loads, benchmarks).
+    pub async fn insert_leases(&self, leases: &[LeaseRow]) -> Result<()> {
         let sql = format!(
             "INSERT INTO leases ({COLUMNS}) VALUES \
              ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
         );
-        on_pool!(self, pool => sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(&lease.id)
-            .bind(&lease.mount)
-            .bind(&lease.role_name)
-            .bind(&lease.connection_name)
-            .bind(&lease.username)
-            .bind(&lease.owner)
-            .bind(lease.state.as_str())
-            .bind(i64::from(lease.renewable))
-            .bind(lease.issue_time)
-            .bind(lease.expire_time)
-            .bind(lease.max_expire_time)
-            .bind(lease.last_renewal)
-            .bind(&lease.revocation)
-            .bind(lease.revoke_attempts)
-            .bind(&lease.revoke_error)
-            .bind(lease.next_attempt)
-            .bind(lease.claimed_until)
-            .bind(&lease.owner_accessor)
-            .execute(pool)
-            .await
-            .map(drop)?);
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            for lease in leases {
+                sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+                    .bind(&lease.id)
+                    .bind(&lease.mount)
+                    .bind(&lease.role_name)
+                    .bind(&lease.connection_name)
+                    .bind(&lease.username)
+                    .bind(&lease.owner)
+                    .bind(lease.state.as_str())
+                    .bind(i64::from(lease.renewable))
+                    .bind(lease.issue_time)
+                    .bind(lease.expire_time)
+                    .bind(lease.max_expire_time)
+                    .bind(lease.last_renewal)
+                    .bind(&lease.revocation)
+                    .bind(lease.revoke_attempts)
+                    .bind(&lease.revoke_error)
+                    .bind(lease.next_attempt)
+                    .bind(lease.claimed_until)
+                    .bind(&lease.owner_accessor)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+        });
         Ok(())
     }
 

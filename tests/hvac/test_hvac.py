@@ -103,6 +103,18 @@ db.generate_credentials("ro")
 client.sys.revoke_force("database/creds/ro")
 raises(exceptions.InvalidPath, lambda: client.sys.list_leases("database/creds/ro"), "revoke_force")
 
+# Renewal clamps to issue time + max TTL, with Vault's warning; no increment resets to default_ttl.
+db.create_role(name="clamp", db_name="pg", default_ttl=60, max_ttl=120,
+               creation_statements=["CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}';"])
+db.configure(name="pg", plugin_name="postgresql-database-plugin", allowed_roles=["ro", "admin-ro", "clamp"])
+clamp = db.generate_credentials("clamp")
+check(clamp["lease_duration"] == 60, "clamp role default_ttl")
+capped = client.sys.renew_lease(clamp["lease_id"], increment=3600)
+check(capped["lease_duration"] <= 120, "renew is clamped to max_ttl")
+check(any("TTL value is capped accordingly" in w for w in capped["warnings"]), "clamp warning text")
+check(client.sys.renew_lease(clamp["lease_id"])["lease_duration"] == 60, "renew without increment resets to default_ttl")
+client.sys.revoke_lease(clamp["lease_id"])
+
 # Root rotation: issuance keeps working with the new admin password.
 db.rotate_root_credentials("pg")
 check(db.generate_credentials("ro")["data"]["username"], "creds after rotate_root_credentials")
@@ -147,6 +159,7 @@ check(not hvac.Client(url=os.environ["VAULT_ADDR"], token=other["client_token"])
 raises(exceptions.Forbidden, lambda: hvac.Client(url=os.environ["VAULT_ADDR"], token="dbw.bogus").secrets.database.list_roles(), "bad token is Forbidden")
 
 db.delete_role("ro")
+db.delete_role("clamp")
 raises(exceptions.InvalidPath, lambda: db.list_roles(), "delete_role then empty list is InvalidPath")
 client.sys.revoke_prefix("database/creds")
 db.delete_connection("pg")
