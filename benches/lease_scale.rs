@@ -85,16 +85,29 @@ async fn measure(leases: usize) -> Figures {
     )
     .unwrap();
     let init = Command::new(env!("CARGO_BIN_EXE_dbwarden"))
-        .args(["operator", "init", "--config", config.to_str().unwrap(), "--format", "json"])
+        .args([
+            "operator",
+            "init",
+            "--config",
+            config.to_str().unwrap(),
+            "--format",
+            "json",
+        ])
         .output()
         .unwrap();
-    assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
     let token = serde_json::from_slice::<serde_json::Value>(&init.stdout).unwrap()["root_token"]
         .as_str()
         .unwrap()
         .to_owned();
 
-    let store = Store::open_sqlite(&dir.path().join("db.sqlite")).await.unwrap();
+    let store = Store::open_sqlite(&dir.path().join("db.sqlite"))
+        .await
+        .unwrap();
     let now = chrono::Utc::now().timestamp_millis();
     let fill_start = Instant::now();
     let mut done = 0;
@@ -123,7 +136,10 @@ async fn measure(leases: usize) -> Figures {
         if ok {
             break started.elapsed();
         }
-        assert!(started.elapsed() < Duration::from_secs(120), "server did not become ready");
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "server did not become ready"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
     let rss_ready_kib = rss_kib(child.id());
@@ -143,7 +159,9 @@ async fn measure(leases: usize) -> Figures {
     }
     latencies.sort();
     let rss_after_kib = rss_kib(child.id());
-    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
     let _ = child.wait();
     Figures {
         leases,
@@ -172,7 +190,9 @@ fn main() {
             runtime.block_on(measure(n))
         })
         .collect();
-    println!("| leases | fill storage | start-up to ready | RSS at ready | RSS after 500 lookups | lookup p50 | lookup p99 |");
+    println!(
+        "| leases | fill storage | start-up to ready | RSS at ready | RSS after 500 lookups | lookup p50 | lookup p99 |"
+    );
     println!("|---:|---:|---:|---:|---:|---:|---:|");
     for f in &figures {
         println!(

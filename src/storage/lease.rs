@@ -2,7 +2,7 @@
 
 use sqlx::Row;
 
-use super::{Result, StorageError, Store, on_pool, prefix_upper_bound};
+use super::{Result, StorageError, Store, on_pool, prefix_upper_bound, strings};
 
 /// Where a lease is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -303,39 +303,30 @@ impl Store {
 
     /// Lists lease ids starting with `prefix`, in order.
     pub async fn list_lease_ids(&self, prefix: &str) -> Result<Vec<String>> {
-        on_pool!(self, pool => sqlx::query("SELECT id FROM leases WHERE id >= $1 AND id < $2 ORDER BY id")
+        on_pool!(self, pool => strings(sqlx::query("SELECT id FROM leases WHERE id >= $1 AND id < $2 ORDER BY id")
             .bind(prefix)
             .bind(prefix_upper_bound(prefix))
             .fetch_all(pool)
-            .await?
-            .iter()
-            .map(|r| r.try_get::<String, _>(0).map_err(StorageError::from))
-            .collect())
+            .await?))
     }
 
     /// Lists the ids of the leases a token owns.
     pub async fn lease_ids_by_owner(&self, owner: &str) -> Result<Vec<String>> {
-        on_pool!(self, pool => sqlx::query("SELECT id FROM leases WHERE owner = $1")
+        on_pool!(self, pool => strings(sqlx::query("SELECT id FROM leases WHERE owner = $1")
             .bind(owner)
             .fetch_all(pool)
-            .await?
-            .iter()
-            .map(|r| r.try_get::<String, _>(0).map_err(StorageError::from))
-            .collect())
+            .await?))
     }
 
     /// Distinct owners of leases (for `sys/leases/tidy`), after `after`, at most `limit`.
     pub async fn lease_owners(&self, after: &str, limit: i64) -> Result<Vec<String>> {
-        on_pool!(self, pool => sqlx::query(
+        on_pool!(self, pool => strings(sqlx::query(
             "SELECT DISTINCT owner FROM leases WHERE owner IS NOT NULL AND owner > $1 ORDER BY owner LIMIT $2",
         )
         .bind(after)
         .bind(limit)
         .fetch_all(pool)
-        .await?
-        .iter()
-        .map(|r| r.try_get::<String, _>(0).map_err(StorageError::from))
-        .collect())
+            .await?))
     }
 
     /// The earliest `next_attempt` of any lease, for the worker's sleep.

@@ -200,15 +200,24 @@ impl Store {
         // Range scan instead of LIKE, so `%` and `_` in names need no escaping and the
         // primary key index is used on both databases.
         let upper = prefix_upper_bound(prefix);
-        on_pool!(self, pool => sqlx::query("SELECT key FROM entries WHERE key >= $1 AND key < $2 ORDER BY key")
+        on_pool!(self, pool => strings(sqlx::query("SELECT key FROM entries WHERE key >= $1 AND key < $2 ORDER BY key")
             .bind(prefix)
             .bind(upper)
             .fetch_all(pool)
-            .await?
-            .iter()
-            .map(|r| r.try_get::<String, _>(0).map_err(StorageError::from))
-            .collect())
+            .await?))
     }
+}
+
+/// The first column of every row, as strings.
+fn strings<R>(rows: Vec<R>) -> Result<Vec<String>>
+where
+    R: Row,
+    usize: sqlx::ColumnIndex<R>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    rows.iter()
+        .map(|r| r.try_get::<String, _>(0).map_err(StorageError::from))
+        .collect()
 }
 
 /// The smallest string greater than every string that starts with `prefix`.

@@ -1,8 +1,6 @@
 //! The `token_expiry` table: when each expiring token ends.
 
-use sqlx::Row;
-
-use super::{Result, StorageError, Store, on_pool};
+use super::{Result, Store, on_pool, strings};
 
 impl Store {
     /// Records (or moves) the expiry of a token.
@@ -31,15 +29,12 @@ impl Store {
 
     /// Tokens that expired at or before `now` (unix seconds), oldest first.
     pub async fn expired_tokens(&self, now: i64, limit: i64) -> Result<Vec<String>> {
-        on_pool!(self, pool => sqlx::query(
+        on_pool!(self, pool => strings(sqlx::query(
             "SELECT id_hmac FROM token_expiry WHERE expire_time <= $1 ORDER BY expire_time LIMIT $2",
         )
         .bind(now)
         .bind(limit)
         .fetch_all(pool)
-        .await?
-        .iter()
-        .map(|r| r.try_get::<String, _>(0).map_err(StorageError::from))
-        .collect())
+            .await?))
     }
 }

@@ -303,3 +303,33 @@ async fn revoke_prefix_deleted_roles_and_lease_details() {
     let irrevocable = client.ok("GET", "sys/leases?type=irrevocable", None).await;
     assert_eq!(irrevocable["data"]["lease_count"], 0);
 }
+
+#[tokio::test]
+async fn an_expired_tokens_leases_are_revoked() {
+    let pg = TempPostgres::shared();
+    let db = prepare_db(pg).await;
+    let server = Server::dev();
+    let root = server.client();
+    register(&root, pg, &db, "pg", "ro").await;
+    root.ok(
+        "PUT",
+        "sys/policy/creds",
+        Some(json!({"policy": "path \"database/creds/*\" { capabilities = [\"read\"] }"})),
+    )
+    .await;
+    let token = root
+        .ok(
+            "POST",
+            "auth/token/create",
+            Some(json!({"policies": ["creds"], "ttl": "2s"})),
+        )
+        .await;
+    let short = root.with_token(token["auth"]["client_token"].as_str().unwrap());
+    let (lease, user) = issue(&short, "ro").await;
+    // The lease itself lasts an hour; its token does not.
+    assert!(
+        root.wait_lease_gone(&lease).await,
+        "the expired token's lease must be revoked"
+    );
+    assert!(!pg_user_exists(pg, &user).await);
+}

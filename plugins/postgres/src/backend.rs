@@ -226,23 +226,13 @@ impl PostgresBackend {
             BatchError::Pool(e) => return e,
             BatchError::Failed(f) => f,
         };
-        let message = self.message(&failure.error, call);
-        if sql::is_transient(&failure.error) {
-            let at = failure.index.map_or(String::new(), |i| {
-                format!("statement {} of {total}: ", i + 1)
-            });
-            return BackendError::Transient(format!(
-                "{at}{message} (gave up after {MAX_ATTEMPTS} attempts)"
-            ));
-        }
-        match failure.index {
-            Some(i) => BackendError::Statement {
-                index: i + 1,
-                total,
-                message,
-            },
-            None => BackendError::Database(message),
-        }
+        dbwarden_plugin::error::batch_failure(
+            failure.index,
+            total,
+            self.message(&failure.error, call),
+            sql::is_transient(&failure.error),
+            MAX_ATTEMPTS,
+        )
     }
 
     async fn try_batch(client: &mut Object, statements: &[SqlText]) -> Result<(), BatchFailure> {

@@ -52,6 +52,36 @@ impl BackendError {
     }
 }
 
+/// Classifies the failure of a statement batch that ran in one transaction.
+///
+/// `index` is the 0-based failing statement (`None` for `BEGIN` or `COMMIT`), `message` the
+/// server's redacted message, `transient` whether the error was retryable (in which case the
+/// batch was already tried `attempts` times).
+pub fn batch_failure(
+    index: Option<usize>,
+    total: usize,
+    message: String,
+    transient: bool,
+    attempts: u32,
+) -> BackendError {
+    if transient {
+        let at = index.map_or(String::new(), |i| {
+            format!("statement {} of {total}: ", i + 1)
+        });
+        return BackendError::Transient(format!(
+            "{at}{message} (gave up after {attempts} attempts)"
+        ));
+    }
+    match index {
+        Some(i) => BackendError::Statement {
+            index: i + 1,
+            total,
+            message,
+        },
+        None => BackendError::Database(message),
+    }
+}
+
 /// Replaces every occurrence of each non-empty secret in `message` with `[redacted]`.
 pub fn redact(message: &str, secrets: &[&str]) -> String {
     let mut out = message.to_owned();
