@@ -48,6 +48,9 @@ pub struct ServerConfig {
     /// Revocation retry and worker tunables.
     #[serde(default)]
     pub leases: crate::engine::lease::LeaseSettings,
+    /// Rotation retry tunables.
+    #[serde(default)]
+    pub rotation: crate::engine::rotation::RotationSettings,
 }
 
 /// Listener options.

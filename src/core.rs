@@ -12,6 +12,7 @@ use crate::crypto::{Barrier, Seal};
 use crate::engine::backends::Backends;
 use crate::engine::error::{EngineError, Result};
 use crate::engine::lease::LeaseSettings;
+use crate::engine::rotation::RotationSettings;
 use crate::storage::{Store, next_segments};
 
 const HMAC_KEY: &str = "core/hmac-key";
@@ -32,6 +33,10 @@ pub struct Core {
     pub started: Instant,
     /// Revocation and worker tunables.
     pub leases: LeaseSettings,
+    /// Rotation tunables.
+    pub rotation: RotationSettings,
+    /// Wakes the rotation worker when a rotation is scheduled or rescheduled.
+    pub rotation_wake: tokio::sync::Notify,
     /// The Prometheus recorder's handle, when metrics are enabled (the server installs it).
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
@@ -106,6 +111,8 @@ impl Core {
             lease_wake: tokio::sync::Notify::new(),
             started: Instant::now(),
             leases: LeaseSettings::default(),
+            rotation: RotationSettings::default(),
+            rotation_wake: tokio::sync::Notify::new(),
             metrics: None,
         }
     }

@@ -95,6 +95,7 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
     let store = config.storage.open().await?;
     let mut core = Core::open(store, &config.seal()).await?;
     core.leases = config.leases.clone();
+    core.rotation = config.rotation.clone();
     core.metrics = install_metrics();
     if matches!(core.store, Store::Sqlite(_)) {
         // One process owns a SQLite file, so every pending lease found now was left by a
@@ -107,6 +108,14 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
             tracing::warn!(
                 count = released,
                 "found pending leases from a previous process; revoking their users"
+            );
+        }
+        core.store.release_rotation_claims().await?;
+        let interrupted = crate::engine::rotation::recover(&core).await?;
+        if interrupted > 0 {
+            tracing::warn!(
+                count = interrupted,
+                "found interrupted static rotations; finishing them"
             );
         }
     }
@@ -163,7 +172,8 @@ async fn serve(
         }
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let worker = tokio::spawn(crate::engine::lease::worker(core.clone(), stop_rx));
+    let worker = tokio::spawn(crate::engine::lease::worker(core.clone(), stop_rx.clone()));
+    let rotator = tokio::spawn(crate::engine::rotation::worker(core.clone(), stop_rx));
     let app = crate::http::router(core).into_make_service_with_connect_info::<SocketAddr>();
     let addr = listener
         .local_addr()
@@ -206,6 +216,7 @@ async fn serve(
     };
     let _ = stop_tx.send(true);
     let _ = worker.await;
+    let _ = rotator.await;
     result
 }
 

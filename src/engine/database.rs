@@ -44,6 +44,21 @@ pub struct ConnectionConfig {
     pub password_policy: String,
     /// Whether the connection was verified on write.
     pub verify_connection: bool,
+    /// Seconds between automatic root rotations (0: none, or a schedule).
+    #[serde(default)]
+    pub rotation_period: i64,
+    /// Cron schedule of automatic root rotations.
+    #[serde(default)]
+    pub rotation_schedule: String,
+    /// Window after a scheduled time in which the root rotation may run.
+    #[serde(default)]
+    pub rotation_window: i64,
+    /// Hooks run after each root rotation.
+    #[serde(default)]
+    pub hooks: Vec<String>,
+    /// Last successful root rotation.
+    #[serde(default)]
+    pub last_root_rotation: Option<DateTime<Utc>>,
 }
 
 impl ConnectionConfig {
@@ -64,6 +79,15 @@ impl ConnectionConfig {
             details.insert("connection_url".into(), Value::String(redact_url(&url)));
         }
         details
+    }
+
+    /// The automatic root rotation schedule, if any.
+    pub fn root_schedule(&self) -> Result<Option<super::schedule::RotationSchedule>> {
+        super::schedule::RotationSchedule::from_fields(
+            Some(self.rotation_period),
+            Some(self.rotation_schedule.as_str()),
+            Some(self.rotation_window),
+        )
     }
 
     /// Whether `role` may use this connection (`*` and globs allowed).
@@ -194,9 +218,22 @@ pub async fn write_connection(
     Ok(())
 }
 
+/// Stores a connection as is (no re-open): bookkeeping such as the last rotation time.
+pub async fn store_connection(
+    core: &Core,
+    mount: &Mount,
+    name: &str,
+    config: &ConnectionConfig,
+) -> Result<()> {
+    core.put_json(&config_key(mount, name), config).await
+}
+
 /// Deletes a connection (roles and leases are left alone, as in Vault).
 pub async fn delete_connection(core: &Core, mount: &Mount, name: &str) -> Result<()> {
     let key = config_key(mount, name);
+    core.store
+        .delete_rotation(&super::rotation::rotation_id(mount, "root", name))
+        .await?;
     core.delete(&key).await?;
     core.backends.close(&key).await;
     Ok(())

@@ -250,7 +250,11 @@ pub async fn revoke_claimed(core: &Core, row: &LeaseRow) -> Result<()> {
         }
         Err(e) => {
             let attempts = row.revoke_attempts + 1;
-            let delay = backoff(&core.leases, attempts);
+            let delay = backoff(
+                core.leases.revocation_retry_base,
+                core.leases.revocation_retry_cap,
+                attempts,
+            );
             let message: String = e.to_string().chars().take(500).collect();
             core.store
                 .record_revoke_failure(&row.id, &message, now_ms() + ms(delay))
@@ -270,15 +274,13 @@ pub async fn revoke_claimed(core: &Core, row: &LeaseRow) -> Result<()> {
     }
 }
 
-/// Exponential backoff with ±50 % jitter, capped at `revocation_retry_cap`.
-pub fn backoff(settings: &LeaseSettings, attempt: i64) -> Duration {
+/// Exponential backoff with ±50 % jitter from `base`, capped at `cap`: the delay before
+/// retry number `attempt` (1 for the first retry). Shared by revocation and rotation.
+pub fn backoff(base: Duration, cap: Duration, attempt: i64) -> Duration {
     let exp = u32::try_from(attempt.clamp(1, 30) - 1).unwrap_or(0);
-    let base = settings
-        .revocation_retry_base
-        .saturating_mul(2u32.saturating_pow(exp))
-        .min(settings.revocation_retry_cap);
+    let delay = base.saturating_mul(2u32.saturating_pow(exp)).min(cap);
     let jitter = rand::rng().random_range(0.5..1.5);
-    base.mul_f64(jitter).min(settings.revocation_retry_cap)
+    delay.mul_f64(jitter).min(cap)
 }
 
 /// What `sys/leases/lookup` shows.
@@ -608,13 +610,13 @@ mod tests {
 
     #[test]
     fn backoff_grows_and_is_capped() {
-        let settings = LeaseSettings::default();
+        let (base, cap) = (Duration::from_secs(5), Duration::from_secs(3600));
         for _ in 0..50 {
-            let first = backoff(&settings, 1);
+            let first = backoff(base, cap, 1);
             assert!(first >= Duration::from_millis(2500) && first <= Duration::from_millis(7500));
-            assert!(backoff(&settings, 300) <= settings.revocation_retry_cap);
+            assert!(backoff(base, cap, 300) <= cap);
         }
-        assert!(backoff(&settings, 12) >= settings.revocation_retry_cap / 2);
+        assert!(backoff(base, cap, 12) >= cap / 2);
     }
 
     #[test]

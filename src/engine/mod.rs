@@ -4,7 +4,10 @@
 pub mod backends;
 pub mod database;
 pub mod error;
+pub mod hooks;
 pub mod lease;
 pub mod mounts;
 pub mod password_policy;
+pub mod rotation;
+pub mod schedule;
 pub mod ttl;

@@ -10,7 +10,9 @@ use super::{Operation, Request, split_first, unsupported};
 use crate::core::Core;
 use crate::engine::database::{self, ConnectionConfig, Requester, RoleEntry};
 use crate::engine::error::{EngineError, Result, invalid};
+use crate::engine::hooks::{self, Hook, HookKind};
 use crate::engine::mounts::Mount;
+use crate::engine::rotation::{self, StaticRole, StaticRoleInput};
 
 /// Fields of `config/:name` that the engine consumes; everything else is connection details.
 const ENGINE_FIELDS: &[&str] = &[
@@ -20,6 +22,11 @@ const ENGINE_FIELDS: &[&str] = &[
     "allowed_roles",
     "root_rotation_statements",
     "password_policy",
+    "rotation_period",
+    "rotation_schedule",
+    "rotation_window",
+    "disable_automated_rotation",
+    "hooks",
 ];
 
 /// Whether the object a write targets exists.
@@ -32,6 +39,14 @@ pub async fn exists(core: &Core, mount: &Mount, rest: &str) -> Result<Option<boo
         ),
         ("roles", name) if !name.is_empty() => {
             Some(database::read_role(core, mount, name).await?.is_some())
+        }
+        ("static-roles", name) if !name.is_empty() => Some(
+            rotation::read_static_role(core, mount, name)
+                .await?
+                .is_some(),
+        ),
+        ("hooks", name) if !name.is_empty() => {
+            Some(hooks::read(core, mount, name).await?.is_some())
         }
         _ => None,
     })
@@ -55,7 +70,7 @@ pub async fn handle(core: &Core, req: &Request, mount: &Mount, rest: &str) -> Re
             Ok(Response::empty())
         }
         ("rotate-root", op, false) if op.is_write() => {
-            database::rotate_root(core, mount, name).await?;
+            rotation::rotate_root(core, mount, name).await?;
             Ok(Response::empty())
         }
         ("roles", Operation::List, true) => {
@@ -73,7 +88,56 @@ pub async fn handle(core: &Core, req: &Request, mount: &Mount, rest: &str) -> Re
             Ok(Response::empty())
         }
         ("creds", Operation::Read, false) => issue(core, req, mount, name).await,
-        ("config" | "reset" | "rotate-root" | "roles" | "creds", _, _) => unsupported(),
+        ("static-roles", Operation::List, true) => {
+            Response::keys(rotation::list_static_roles(core, mount).await?)
+        }
+        ("static-roles", Operation::Read, false) => {
+            let role = rotation::read_static_role(core, mount, name)
+                .await?
+                .ok_or(EngineError::NotFound)?;
+            Ok(Response::data(static_role_json(&role)))
+        }
+        ("static-roles", op, false) if op.is_write() => {
+            write_static_role(core, req, mount, name).await
+        }
+        ("static-roles", Operation::Delete, false) => {
+            rotation::delete_static_role(core, mount, name).await?;
+            Ok(Response::empty())
+        }
+        ("static-creds", Operation::Read, false) => {
+            let role = rotation::static_creds(core, mount, name).await?;
+            Ok(Response::data(static_creds_json(&role)))
+        }
+        ("rotate-role", op, false) if op.is_write() => {
+            if rotation::read_static_role(core, mount, name)
+                .await?
+                .is_none()
+            {
+                return Err(invalid(format!(
+                    "no static role found for role name \"{name}\""
+                )));
+            }
+            rotation::rotate_static(core, mount, name).await?;
+            Ok(Response::empty())
+        }
+        ("hooks", Operation::List, true) => Response::keys(hooks::list(core, mount).await?),
+        ("hooks", Operation::Read, false) => {
+            let hook = hooks::read(core, mount, name)
+                .await?
+                .ok_or(EngineError::NotFound)?;
+            Ok(Response::data(hook_json(&hook)))
+        }
+        ("hooks", op, false) if op.is_write() => write_hook(core, req, mount, name).await,
+        ("hooks", Operation::Delete, false) => {
+            hooks::delete(core, mount, name).await?;
+            Ok(Response::empty())
+        }
+        (
+            "config" | "reset" | "rotate-root" | "roles" | "creds" | "static-roles"
+            | "static-creds" | "rotate-role" | "hooks",
+            _,
+            _,
+        ) => unsupported(),
         _ => Err(EngineError::UnsupportedPath(format!(
             "no handler for route \"{}/{rest}\". route entry not found.",
             mount.path
@@ -93,6 +157,11 @@ async fn read_connection(core: &Core, mount: &Mount, name: &str) -> Result<Respo
         "root_credentials_rotate_statements": config.root_credentials_rotate_statements,
         "password_policy": config.password_policy,
         "verify_connection": config.verify_connection,
+        "rotation_period": config.rotation_period,
+        "rotation_schedule": config.rotation_schedule,
+        "rotation_window": config.rotation_window,
+        "hooks": config.hooks,
+        "last_root_rotation": config.last_root_rotation.map(|t| t.to_rfc3339()),
     })))
 }
 
@@ -126,6 +195,31 @@ async fn write_connection(
     if let Some(policy) = d.string("password_policy")? {
         config.password_policy = policy;
     }
+    if d.bool("disable_automated_rotation")? == Some(true) {
+        config.rotation_period = 0;
+        config.rotation_schedule.clear();
+        config.rotation_window = 0;
+    }
+    if let Some(p) = d.duration("rotation_period")? {
+        config.rotation_period = p;
+        if p != 0 {
+            config.rotation_schedule.clear();
+        }
+    }
+    if let Some(s) = d.string("rotation_schedule")? {
+        if !s.is_empty() && d.duration("rotation_period")?.unwrap_or(0) == 0 {
+            config.rotation_period = 0;
+        }
+        config.rotation_schedule = s;
+    }
+    if let Some(w) = d.duration("rotation_window")? {
+        config.rotation_window = w;
+    }
+    config.root_schedule()?;
+    if let Some(names) = d.string_list("hooks")? {
+        hooks::check_names(core, mount, &names).await?;
+        config.hooks = names;
+    }
     for (key, value) in &d.0 {
         if !ENGINE_FIELDS.contains(&key.as_str()) && !value.is_null() {
             config.connection_details.insert(key.clone(), value.clone());
@@ -135,7 +229,8 @@ async fn write_connection(
         return Err(invalid("connection_url is required"));
     }
     let warnings = password_in_url_warning(&config);
-    database::write_connection(core, mount, name, config).await?;
+    database::write_connection(core, mount, name, config.clone()).await?;
+    rotation::schedule_root(core, mount, name, &config).await?;
     if warnings.is_empty() {
         Ok(Response::empty())
     } else {
@@ -184,6 +279,12 @@ fn update_list(fields: &Fields, key: &str, target: &mut Vec<String>) -> Result<(
 
 async fn write_role(core: &Core, req: &Request, mount: &Mount, name: &str) -> Result<Response> {
     let d = &req.data;
+    if rotation::read_static_role(core, mount, name)
+        .await?
+        .is_some()
+    {
+        return Err(invalid("Role and Static Role names must be unique"));
+    }
     let mut role = database::read_role(core, mount, name)
         .await?
         .unwrap_or_else(|| RoleEntry {
@@ -235,4 +336,156 @@ async fn issue(core: &Core, req: &Request, mount: &Mount, role: &str) -> Result<
         warnings: cred.warnings,
         ..Default::default()
     })
+}
+
+fn schedule_fields(data: &mut Value, period: i64, schedule: &str, window: i64) {
+    // Vault returns only the form in use.
+    if schedule.is_empty() {
+        data["rotation_period"] = json!(period);
+    } else {
+        data["rotation_schedule"] = json!(schedule);
+        if window > 0 {
+            data["rotation_window"] = json!(window);
+        }
+    }
+}
+
+fn failure_fields(data: &mut Value, role: &StaticRole) {
+    if let Some(err) = &role.last_error {
+        data["last_error"] = json!(err);
+        data["failed_attempts"] = json!(role.failed_attempts);
+        data["next_attempt"] = json!(role.next_attempt.map(|t| t.to_rfc3339()));
+    }
+}
+
+fn static_role_json(role: &StaticRole) -> Value {
+    let mut data = json!({
+        "db_name": role.db_name,
+        "username": role.username,
+        "rotation_statements": role.rotation_statements,
+        "credential_type": role.credential_type,
+        "last_vault_rotation": role.last_vault_rotation.map(|t| t.to_rfc3339()),
+        "next_vault_rotation": role.next_vault_rotation.map(|t| t.to_rfc3339()),
+        "hooks": role.hooks,
+    });
+    if !role.credential_config.is_empty() {
+        data["credential_config"] = Value::Object(role.credential_config.clone());
+    }
+    schedule_fields(
+        &mut data,
+        role.rotation_period,
+        &role.rotation_schedule,
+        role.rotation_window,
+    );
+    failure_fields(&mut data, role);
+    data
+}
+
+fn static_creds_json(role: &StaticRole) -> Value {
+    let now = chrono::Utc::now();
+    // Vault's rule: ttl 0 means a rotation is due, running or failing.
+    let ttl = match (role.next_vault_rotation, &role.last_error) {
+        (Some(next), None) => (next - now).num_seconds().max(0),
+        _ => 0,
+    };
+    let mut data = json!({
+        "username": role.username,
+        "password": role.password,
+        "last_vault_rotation": role.last_vault_rotation.map(|t| t.to_rfc3339()),
+        "ttl": ttl,
+    });
+    schedule_fields(
+        &mut data,
+        role.rotation_period,
+        &role.rotation_schedule,
+        role.rotation_window,
+    );
+    failure_fields(&mut data, role);
+    data
+}
+
+async fn write_static_role(
+    core: &Core,
+    req: &Request,
+    mount: &Mount,
+    name: &str,
+) -> Result<Response> {
+    let d = &req.data;
+    let credential_config = match d.raw("credential_config") {
+        None => None,
+        Some(Value::Object(m)) => Some(m.clone()),
+        Some(_) => return Err(invalid("credential_config must be a map")),
+    };
+    let input = StaticRoleInput {
+        db_name: d.string("db_name")?,
+        username: d.string("username")?,
+        rotation_statements: d.string_list("rotation_statements")?,
+        rotation_period: d.duration("rotation_period")?,
+        rotation_schedule: d.string("rotation_schedule")?,
+        rotation_window: d.duration("rotation_window")?,
+        credential_type: d.string("credential_type")?,
+        credential_config,
+        hooks: d.string_list("hooks")?,
+        skip_import_rotation: d.bool("skip_import_rotation")?.unwrap_or(false),
+        password: d.string("password")?,
+    };
+    rotation::write_static_role(core, mount, name, input).await?;
+    Ok(Response::empty())
+}
+
+fn hook_json(hook: &Hook) -> Value {
+    // The secret is never returned.
+    json!({
+        "type": hook.kind,
+        "url": hook.url,
+        "command": hook.command,
+        "args": hook.args,
+        "include_password": hook.include_password,
+        "timeout_seconds": hook.timeout_seconds,
+        "max_attempts": hook.max_attempts,
+    })
+}
+
+async fn write_hook(core: &Core, req: &Request, mount: &Mount, name: &str) -> Result<Response> {
+    let d = &req.data;
+    let existing = hooks::read(core, mount, name).await?;
+    let kind = match d.string("type")?.as_deref() {
+        Some("webhook") => HookKind::Webhook,
+        Some("command") => HookKind::Command,
+        Some(other) => {
+            return Err(invalid(format!(
+                "unknown hook type \"{other}\"; use webhook or command"
+            )));
+        }
+        None => existing
+            .as_ref()
+            .map(|h| h.kind)
+            .ok_or_else(|| invalid("type is required"))?,
+    };
+    let base = existing.unwrap_or(Hook {
+        kind,
+        url: String::new(),
+        secret: String::new(),
+        command: String::new(),
+        args: Vec::new(),
+        include_password: false,
+        timeout_seconds: 10,
+        max_attempts: 5,
+    });
+    let hook = Hook {
+        kind,
+        url: d.string("url")?.unwrap_or(base.url),
+        secret: d.string("secret")?.unwrap_or(base.secret),
+        command: d.string("command")?.unwrap_or(base.command),
+        args: d.string_list("args")?.unwrap_or(base.args),
+        include_password: d.bool("include_password")?.unwrap_or(base.include_password),
+        timeout_seconds: d
+            .int("timeout_seconds")?
+            .map_or(base.timeout_seconds, |v| v.max(0) as u64),
+        max_attempts: d
+            .int("max_attempts")?
+            .map_or(base.max_attempts, |v| v.clamp(0, 100) as u32),
+    };
+    hooks::write(core, mount, name, &hook).await?;
+    Ok(Response::empty())
 }

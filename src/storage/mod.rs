@@ -10,6 +10,7 @@
 //! | PostgreSQL | 15 (this machine)       | several replicas sharing one database|
 
 mod lease;
+mod rotation;
 mod token_expiry;
 
 use std::borrow::Cow;
@@ -25,6 +26,7 @@ use sqlx::sqlite::{
 use sqlx::{Row, SqlSafeStr};
 
 pub use lease::{LeaseRow, LeaseState};
+pub use rotation::RotationRow;
 
 /// Errors of the storage layer.
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +100,7 @@ impl Store {
     }
 
     fn migrator(&self) -> Migrator {
+        // One list per database; a new migration is one more line in each.
         let sources: &[(i64, &str, &'static str)] = match self {
             Store::Sqlite(_) => &[
                 (
@@ -110,6 +113,11 @@ impl Store {
                     "claims",
                     include_str!("../../migrations/sqlite/0002_claims.sql"),
                 ),
+                (
+                    3,
+                    "rotations",
+                    include_str!("../../migrations/sqlite/0003_rotations.sql"),
+                ),
             ],
             Store::Postgres(_) => &[
                 (
@@ -121,6 +129,11 @@ impl Store {
                     2,
                     "claims",
                     include_str!("../../migrations/postgres/0002_claims.sql"),
+                ),
+                (
+                    3,
+                    "rotations",
+                    include_str!("../../migrations/postgres/0003_rotations.sql"),
                 ),
             ],
         };

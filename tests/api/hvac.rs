@@ -20,6 +20,14 @@ async fn hvac_client_works_unchanged() {
         ))
         .await
         .unwrap();
+    let static_user = dbwarden_testkit::unique_name("hvac_static_");
+    pg.connect("postgres")
+        .await
+        .batch_execute(&format!(
+            "CREATE ROLE {static_user} WITH LOGIN PASSWORD 'initial-pw'"
+        ))
+        .await
+        .unwrap();
     let server = Server::dev();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/hvac/test_hvac.py");
     let output = tokio::process::Command::new("python3")
@@ -29,6 +37,7 @@ async fn hvac_client_works_unchanged() {
         .env("PG_URL_TEMPLATE", pg.connection_url_template(&db))
         .env("ADMIN_USER", &admin_user)
         .env("ADMIN_PASSWORD", &admin_password)
+        .env("STATIC_USER", &static_user)
         .output()
         .await
         .expect("python3 must be installed");

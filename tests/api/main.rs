@@ -8,5 +8,6 @@ mod mysql;
 mod policy;
 mod postgres;
 mod restart;
+mod rotation;
 mod storage;
 mod support;

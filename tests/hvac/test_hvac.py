@@ -119,6 +119,22 @@ client.sys.revoke_lease(clamp["lease_id"])
 db.rotate_root_credentials("pg")
 check(db.generate_credentials("ro")["data"]["username"], "creds after rotate_root_credentials")
 
+# Static roles (hvac always sends db_name, username, rotation_statements and rotation_period).
+db.configure(name="pg", plugin_name="postgresql-database-plugin", allowed_roles=["ro", "admin-ro", "clamp", "static-app"])
+db.create_static_role(name="static-app", db_name="pg", username=os.environ["STATIC_USER"],
+                      rotation_statements=["ALTER ROLE \"{{name}}\" WITH PASSWORD '{{password}}';"], rotation_period=86400)
+static_role = db.read_static_role("static-app")["data"]
+check(static_role["username"] == os.environ["STATIC_USER"] and static_role["rotation_period"] == 86400, "read_static_role")
+check(db.list_static_roles()["data"]["keys"] == ["static-app"], "list_static_roles")
+static_creds = db.get_static_credentials("static-app")["data"]
+check(static_creds["username"] == os.environ["STATIC_USER"] and len(static_creds["password"]) == 20, "get_static_credentials")
+check(0 < static_creds["ttl"] <= 86400 and static_creds["last_vault_rotation"], "static creds ttl and rotation time")
+db.rotate_static_role_credentials("static-app")
+check(db.get_static_credentials("static-app")["data"]["password"] != static_creds["password"], "rotate_static_role_credentials")
+raises(exceptions.InvalidRequest, lambda: db.create_static_role(name="static-bad", db_name="pg", username="x", rotation_statements=[], rotation_period=1), "rotation_period below 5 s")
+db.delete_static_role("static-app")
+raises(exceptions.InvalidPath, lambda: db.list_static_roles(), "delete_static_role")
+
 # Policies.
 client.sys.create_or_update_policy("creds-ro", 'path "database/creds/ro" { capabilities = ["read"] }')
 check("creds-ro" in client.sys.list_policies()["data"]["policies"], "list_policies")
