@@ -45,6 +45,10 @@ struct ServerArgs {
         default_value = "127.0.0.1:8200"
     )]
     dev_listen_address: SocketAddr,
+    /// The directory external plugins are registered from, in dev mode
+    /// (`plugin_directory` in a configuration file).
+    #[arg(long, requires = "dev", value_name = "DIR")]
+    dev_plugin_dir: Option<PathBuf>,
     /// The configuration file (TOML).
     #[arg(long, value_name = "FILE", required_unless_present = "dev")]
     config: Option<PathBuf>,
@@ -130,6 +134,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             server::run_dev(DevOptions {
                 listen: args.dev_listen_address,
                 root_token_id: args.dev_root_token_id,
+                plugin_directory: args.dev_plugin_dir,
             })
             .await
             .map_err(server_failure)

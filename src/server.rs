@@ -39,12 +39,15 @@ pub struct DevOptions {
     pub listen: SocketAddr,
     /// A fixed root token, if wanted.
     pub root_token_id: Option<String>,
+    /// The directory external plugins are registered from, if any.
+    pub plugin_directory: Option<PathBuf>,
 }
 
 /// Runs a dev server: SQLite in a temporary directory, an in-memory seal key, the database
 /// engine mounted at `database/`. Everything is gone when it stops.
 pub async fn run_dev(options: DevOptions) -> Result<(), ServerError> {
     let dir = tempfile_dir()?;
+    crate::engine::catalog::set_plugin_directory(options.plugin_directory.clone());
     let store = Store::open_sqlite(&dir.join("dbwarden.db")).await?;
     let (mut core, root_token) =
         Core::initialize(store, &Seal::Ephemeral, options.root_token_id).await?;
@@ -94,6 +97,12 @@ fn tempfile_dir() -> Result<PathBuf, ServerError> {
 pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
     let store = config.storage.open().await?;
     let mut core = Core::open(store, &config.seal()).await?;
+    // External plugins must be resolvable before anything below reaches a backend.
+    crate::engine::catalog::set_plugin_directory(config.plugin_directory.clone());
+    let plugins = crate::engine::catalog::load(&core).await?;
+    if plugins > 0 {
+        tracing::info!(count = plugins, "loaded the external plugin catalog");
+    }
     core.leases = config.leases.clone();
     core.rotation = config.rotation.clone();
     core.metrics = install_metrics();

@@ -3,6 +3,7 @@
 //! Vault's envelope. Handlers return [`EngineError`], mapped to a status once in
 //! [`envelope::render_error`].
 
+mod catalog;
 mod database;
 pub mod envelope;
 pub mod fields;
@@ -98,6 +99,8 @@ fn needs_sudo(path: &str, op: Operation) -> bool {
         || (op == Operation::List && (path.starts_with("sys/leases/lookup")))
         || path.starts_with("auth/token/accessors")
         || path.starts_with("auth/token/revoke-orphan")
+        || path == "sys/plugins/catalog"
+        || path.starts_with("sys/plugins/catalog/")
 }
 
 /// Builds the router.

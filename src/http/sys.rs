@@ -43,6 +43,7 @@ pub async fn handle(core: &Core, req: &Request, rest: &str) -> Result<Response> 
             _ => not_found(rest),
         },
         "leases" => lease_routes(core, req, tail).await,
+        "plugins" => super::catalog::handle(core, req, tail).await,
         "rotate" if req.op.is_write() => {
             core.barrier.rotate(&core.store).await?;
             Ok(Response::empty())

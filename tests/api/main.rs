@@ -1,10 +1,14 @@
-//! End-to-end tests: the real `dbwarden` binary, real PostgreSQL and MariaDB, real clients.
+//! End-to-end tests: the real `dbwarden` binary, real PostgreSQL, MariaDB and OceanBase
+//! (seekdb), real clients.
 //! One test binary (with modules) to keep link time down on small machines.
 
+mod dialects;
+mod external_plugin;
 mod faults;
 mod hvac;
 mod leases;
 mod mysql;
+mod oceanbase;
 mod policy;
 mod postgres;
 mod restart;

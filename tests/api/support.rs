@@ -33,6 +33,11 @@ fn free_port() -> u16 {
 impl Server {
     /// Starts `dbwarden server --dev` on a free port with a random root token.
     pub fn dev() -> Server {
+        Server::dev_with_args(&[])
+    }
+
+    /// Starts `dbwarden server --dev` with extra arguments (for example `--dev-plugin-dir`).
+    pub fn dev_with_args(extra: &[&str]) -> Server {
         let token = format!("root-{}", dbwarden_testkit::unique_name("t"));
         let log_dir = tempfile::tempdir().unwrap().keep();
         let log_path = log_dir.join("server.log");
@@ -45,6 +50,7 @@ impl Server {
                 "--dev-root-token-id",
                 &token,
             ])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log_path).unwrap())
             .spawn()
