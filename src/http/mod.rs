@@ -19,6 +19,7 @@ use axum::http::{HeaderMap, Method, Uri};
 use axum::response::Response as HttpResponse;
 use serde_json::{Map, Value};
 
+use crate::audit::{RequestInfo as AuditInfo, ResponseInfo};
 use crate::auth::policy::Capability;
 use crate::auth::token::TokenEntry;
 use crate::core::Core;
@@ -93,6 +94,7 @@ fn is_unauthenticated(path: &str) -> bool {
 fn needs_sudo(path: &str, op: Operation) -> bool {
     path == "sys/rotate"
         || path == "sys/leases"
+        || path.starts_with("sys/audit")
         || path.starts_with("sys/leases/revoke-prefix/")
         || path.starts_with("sys/leases/revoke-force/")
         || (op == Operation::List && (path.starts_with("sys/leases/lookup")))
@@ -146,12 +148,60 @@ async fn handle(
 ) -> HttpResponse {
     let request_id = uuid::Uuid::new_v4().to_string();
     let remote = Some(peer.ip());
-    match serve(&core, method, uri, &headers, query, remote, body).await {
-        Ok(response) => envelope::render(response, &request_id),
-        Err(err) => envelope::render_error(&err),
+    let mut audit = AuditInfo {
+        id: request_id.clone(),
+        remote_address: peer.ip().to_string(),
+        ..Default::default()
+    };
+    let result = serve(
+        &core, method, uri, &headers, query, remote, body, &mut audit,
+    )
+    .await;
+    // A request that was audited gets a response entry too; if no device can record
+    // it, the client is told so (the action itself has happened, as in Vault).
+    let audited = if audit.operation.is_empty() {
+        Ok(())
+    } else {
+        core.audit.log_response(&audit, &response_info(&result))
+    };
+    match (result, audited) {
+        (_, Err(err)) => envelope::render_error(&err),
+        (Ok(response), Ok(())) => envelope::render(response, &request_id),
+        (Err(err), Ok(())) => envelope::render_error(&err),
     }
 }
 
+fn response_info(result: &Result<Response>) -> ResponseInfo {
+    match result {
+        Ok(r) => ResponseInfo {
+            data: r.data.clone(),
+            auth: r.auth.clone(),
+            lease_id: r
+                .lease
+                .as_ref()
+                .map(|(id, _, _)| id.clone())
+                .filter(|id| !id.is_empty()),
+            warnings: r.warnings.clone(),
+            error: None,
+        },
+        Err(e) => ResponseInfo {
+            error: Some(e.to_string()),
+            ..Default::default()
+        },
+    }
+}
+
+fn operation_name(op: Operation) -> &'static str {
+    match op {
+        Operation::Read => "read",
+        Operation::List => "list",
+        Operation::Create => "create",
+        Operation::Update => "update",
+        Operation::Delete => "delete",
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn serve(
     core: &Core,
     method: Method,
@@ -160,6 +210,7 @@ async fn serve(
     query: Vec<(String, String)>,
     remote: Option<IpAddr>,
     body: Bytes,
+    audit: &mut AuditInfo,
 ) -> Result<Response> {
     let raw_path = uri.path().strip_prefix("/v1/").unwrap_or_default();
     let path = raw_path.trim_matches('/').to_owned();
@@ -191,12 +242,21 @@ async fn serve(
     if is_unauthenticated(&request.path) {
         return route(core, &request).await;
     }
-    let Some(token_text) = client_token(headers) else {
-        return Err(EngineError::PermissionDenied("permission denied".into()));
+    audit.operation = operation_name(request.op).to_owned();
+    audit.path = request.path.clone();
+    audit.data = request.data.0.clone();
+    let token_text = client_token(headers);
+    audit.client_token = token_text.clone();
+    let token = match &token_text {
+        Some(text) => core.lookup_token(text).await?,
+        None => None,
     };
-    let Some(token) = core.lookup_token(&token_text).await? else {
-        return Err(EngineError::PermissionDenied("permission denied".into()));
+    let Some(token) = token else {
+        return denied(core, audit);
     };
+    audit.accessor = Some(token.accessor.clone());
+    audit.display_name = token.display_name.clone();
+    audit.policies = token.policies.clone();
     if request.op == Operation::Update && exists(core, &request).await? == Some(false) {
         request.op = Operation::Create;
     }
@@ -208,13 +268,24 @@ async fn serve(
         request.path.clone()
     };
     let decision = acl.allowed(&acl_path, request.op.capability());
+    audit.operation = operation_name(request.op).to_owned();
     if !decision.allowed || (needs_sudo(&request.path, request.op) && !decision.sudo) {
-        return Err(EngineError::PermissionDenied("permission denied".into()));
+        return denied(core, audit);
     }
+    audit.allowed = true;
+    audit.granting_policies = decision.granting_policies.clone();
+    // Fail closed: nothing runs unless an enabled audit device recorded it.
+    core.audit.log_request(audit, None)?;
     request.sudo = decision.sudo;
     crate::auth::token::spend_use(core, &token).await?;
     request.token = Some(token);
     route(core, &request).await
+}
+
+/// Records a refused request (if audit devices are enabled) and refuses it.
+fn denied(core: &Core, audit: &AuditInfo) -> Result<Response> {
+    core.audit.log_request(audit, Some("permission denied"))?;
+    Err(EngineError::PermissionDenied("permission denied".into()))
 }
 
 /// Whether the object a write targets exists (`None` when the path has no such notion).
