@@ -247,6 +247,23 @@ async fn serve(
     audit.data = request.data.0.clone();
     let token_text = client_token(headers);
     audit.client_token = token_text.clone();
+    // A wrapping token is its own credential, for looking up and unwrapping itself only.
+    if let Some(text) = &token_text
+        && matches!(
+            request.path.as_str(),
+            "sys/wrapping/unwrap" | "sys/wrapping/lookup"
+        )
+        && crate::auth::wrapping::is_wrapping_token(core, text).await?
+    {
+        audit.display_name = "response-wrapping".into();
+        audit.allowed = true;
+        core.audit.log_request(audit, None)?;
+        request
+            .data
+            .0
+            .insert("token".into(), Value::String(text.clone()));
+        return route(core, &request).await;
+    }
     let token = match &token_text {
         Some(text) => core.lookup_token(text).await?,
         None => None,
@@ -267,8 +284,17 @@ async fn serve(
     } else {
         request.path.clone()
     };
-    let decision = acl.allowed(&acl_path, request.op.capability());
+    let context = crate::auth::policy::RequestContext::now(remote);
+    let decision = acl.allowed_in(&acl_path, request.op.capability(), &context);
     audit.operation = operation_name(request.op).to_owned();
+    if let Some(reason) = decision.failed_condition {
+        // The caller holds a policy for this path; saying which condition failed helps
+        // them without revealing the condition's values.
+        core.audit.log_request(audit, Some(reason))?;
+        return Err(EngineError::PermissionDenied(format!(
+            "permission denied: {reason}"
+        )));
+    }
     if !decision.allowed || (needs_sudo(&request.path, request.op) && !decision.sudo) {
         return denied(core, audit);
     }
@@ -278,8 +304,94 @@ async fn serve(
     core.audit.log_request(audit, None)?;
     request.sudo = decision.sudo;
     crate::auth::token::spend_use(core, &token).await?;
+    if let Some(group) = &decision.control_group {
+        // Not executed now: it runs when the requester unwraps after enough approvals.
+        let info = crate::auth::wrapping::request_approval(
+            core,
+            group,
+            &token,
+            operation_name(request.op),
+            &request.path,
+            request.data.0.clone(),
+        )
+        .await?;
+        return Ok(Response {
+            wrap_info: Some(info),
+            ..Default::default()
+        });
+    }
     request.token = Some(token);
-    route(core, &request).await
+    let response = route(core, &request).await?;
+    wrap_if_asked(core, headers, &request.path, response).await
+}
+
+/// Honours `X-Vault-Wrap-TTL`: the response is stored and only `wrap_info` returned.
+async fn wrap_if_asked(
+    core: &Core,
+    headers: &HeaderMap,
+    path: &str,
+    response: Response,
+) -> Result<Response> {
+    let Some(ttl) = headers
+        .get("x-vault-wrap-ttl")
+        .and_then(|v| v.to_str().ok())
+    else {
+        return Ok(response);
+    };
+    let ttl = fields::parse_duration(ttl)
+        .ok_or_else(|| EngineError::InvalidRequest("invalid X-Vault-Wrap-TTL".into()))?;
+    if response.data.is_none() && response.auth.is_none() && response.lease.is_none() {
+        return Ok(response);
+    }
+    let stored = crate::auth::wrapping::StoredResponse {
+        data: response.data,
+        auth: response.auth,
+        lease: response.lease,
+        warnings: response.warnings,
+    };
+    let info = crate::auth::wrapping::wrap(core, path, ttl, stored).await?;
+    Ok(Response {
+        wrap_info: Some(info),
+        ..Default::default()
+    })
+}
+
+/// Runs a request that waited for approvals, as its requester, with today's policies.
+pub(crate) async fn replay(
+    core: &Core,
+    pending: crate::auth::wrapping::PendingRequest,
+    remote: Option<IpAddr>,
+) -> Result<Response> {
+    let token = crate::auth::token::lookup_hmac(core, &pending.requester_hmac)
+        .await?
+        .ok_or_else(|| {
+            EngineError::PermissionDenied("the requesting token is no longer valid".into())
+        })?;
+    let op = match pending.operation.as_str() {
+        "read" => Operation::Read,
+        "list" => Operation::List,
+        "create" => Operation::Create,
+        "delete" => Operation::Delete,
+        _ => Operation::Update,
+    };
+    let acl = crate::auth::policy_store::acl_for(core, &token).await?;
+    let decision = acl.allowed_in(
+        &pending.path,
+        op.capability(),
+        &crate::auth::policy::RequestContext::now(remote),
+    );
+    if !decision.allowed {
+        return Err(EngineError::PermissionDenied("permission denied".into()));
+    }
+    let request = Request {
+        op,
+        path: pending.path,
+        data: Fields(pending.data),
+        token: Some(token),
+        sudo: decision.sudo,
+        remote,
+    };
+    Box::pin(route(core, &request)).await
 }
 
 /// Records a refused request (if audit devices are enabled) and refuses it.

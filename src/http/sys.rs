@@ -57,6 +57,8 @@ pub async fn handle(core: &Core, req: &Request, rest: &str) -> Result<Response> 
         }
         "capabilities-self" if req.op.is_write() => capabilities_self(core, req).await,
         "audit" => audit_routes(core, req, tail).await,
+        "wrapping" => wrapping_routes(core, req, tail).await,
+        "control-group" => control_group_routes(core, req, tail).await,
         "audit-hash" if req.op.is_write() => {
             let input = req
                 .data
@@ -506,6 +508,58 @@ async fn audit_routes(core: &Core, req: &Request, path: &str) -> Result<Response
         (Operation::Delete, false) => {
             audit::disable(core, path).await?;
             Ok(Response::empty())
+        }
+        _ => unsupported(),
+    }
+}
+
+async fn wrapping_routes(core: &Core, req: &Request, endpoint: &str) -> Result<Response> {
+    use crate::auth::wrapping::{self, Unwrapped};
+    if !req.op.is_write() {
+        return unsupported();
+    }
+    let token = req
+        .data
+        .string("token")?
+        .ok_or_else(|| invalid("token is required"))?;
+    match endpoint {
+        "lookup" => Ok(Response::data(wrapping::lookup(core, &token).await?)),
+        "unwrap" => match wrapping::unwrap(core, &token).await? {
+            Unwrapped::Response(r) => Ok(Response {
+                data: r.data,
+                auth: r.auth,
+                lease: r.lease,
+                warnings: r.warnings,
+                ..Default::default()
+            }),
+            Unwrapped::Approved(pending) => {
+                tracing::info!(path = %pending.path, requester = %pending.requester_name, "running an approved request");
+                super::replay(core, pending, req.remote).await
+            }
+        },
+        _ => unsupported(),
+    }
+}
+
+async fn control_group_routes(core: &Core, req: &Request, endpoint: &str) -> Result<Response> {
+    use crate::auth::wrapping;
+    let caller = req.token()?;
+    match (endpoint, req.op) {
+        ("request", Operation::List) => Response::keys(wrapping::pending_for(core, caller).await?),
+        ("request", op) if op.is_write() => {
+            let accessor = req
+                .data
+                .string("accessor")?
+                .ok_or_else(|| invalid("accessor is required"))?;
+            Ok(Response::data(wrapping::status(core, &accessor).await?))
+        }
+        ("authorize", op) if op.is_write() => {
+            let accessor = req
+                .data
+                .string("accessor")?
+                .ok_or_else(|| invalid("accessor is required"))?;
+            let approved = wrapping::authorize(core, &accessor, caller).await?;
+            Ok(Response::data(json!({ "approved": approved })))
         }
         _ => unsupported(),
     }

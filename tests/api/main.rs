@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `dbwarden` binary, real PostgreSQL and MariaDB, real clients.
 //! One test binary (with modules) to keep link time down on small machines.
 
+mod access;
 mod audit;
 mod faults;
 mod hvac;
