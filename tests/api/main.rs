@@ -11,5 +11,6 @@ mod policy;
 mod postgres;
 mod restart;
 mod rotation;
+mod routes;
 mod storage;
 mod support;
