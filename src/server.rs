@@ -180,6 +180,19 @@ async fn serve(
             tracing::error!(error = %e, "recovering root rotations failed; will retry at next start")
         }
     }
+    crate::audit::Broker::load(&core).await?;
+    // SIGHUP reopens audit files, for log rotation.
+    let hup_core = core.clone();
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reopening audit files");
+            hup_core.audit.reopen();
+        }
+    });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let worker = tokio::spawn(crate::engine::lease::worker(core.clone(), stop_rx.clone()));
     let rotator = tokio::spawn(crate::engine::rotation::worker(core.clone(), stop_rx));

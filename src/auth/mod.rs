@@ -3,3 +3,4 @@
 pub mod policy;
 pub mod policy_store;
 pub mod token;
+pub mod wrapping;

@@ -2,6 +2,8 @@
 //! (seekdb), real clients.
 //! One test binary (with modules) to keep link time down on small machines.
 
+mod access;
+mod audit;
 mod dialects;
 mod external_plugin;
 mod faults;
@@ -13,5 +15,6 @@ mod policy;
 mod postgres;
 mod restart;
 mod rotation;
+mod routes;
 mod storage;
 mod support;
