@@ -111,12 +111,12 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
         // process that died mid-issuance: revoke those users at once.
         let released = core
             .store
-            .release_pending_leases(chrono::Utc::now().timestamp_millis())
+            .release_lease_claims(chrono::Utc::now().timestamp_millis())
             .await?;
         if released > 0 {
             tracing::warn!(
                 count = released,
-                "found pending leases from a previous process; revoking their users"
+                "found leases claimed by a previous process (pending issuance or cut-off revocation); revoking their users now"
             );
         }
         core.store.release_rotation_claims().await?;

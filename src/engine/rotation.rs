@@ -307,9 +307,11 @@ pub async fn delete_static_role(core: &Core, mount: &Mount, name: &str) -> Resul
     core.delete(&role_key(mount, name)).await
 }
 
-/// Claims a rotation row, waiting briefly if another request or replica holds it.
+/// Claims a rotation row, waiting while another request or replica holds it (at most as
+/// long as a claim can last, after which a dead holder's claim has run out).
 async fn claim(core: &Core, id: &str) -> Result<()> {
-    for _ in 0..200 {
+    let polls = core.rotation.claim_timeout.as_millis() / 100 + 20;
+    for _ in 0..polls {
         let now = Utc::now().timestamp_millis();
         let until =
             now + i64::try_from(core.rotation.claim_timeout.as_millis()).unwrap_or(i64::MAX);
@@ -534,9 +536,13 @@ pub async fn static_creds(core: &Core, mount: &Mount, name: &str) -> Result<Stat
         .await?
         .is_some_and(|i| i.in_flight || i.possibly_applied)
     {
-        // Waits for a live rotation, or finishes a dead one.
+        // Waits for a live rotation, or finishes a dead one. If neither works, no stored
+        // password is known to be right, so say so rather than hand out a wrong one.
         if let Err(e) = rotate_static(core, mount, name).await {
             tracing::warn!(role = %name, error = %e, "finishing an interrupted rotation failed");
+            return Err(EngineError::Internal(format!(
+                "a rotation of \"{name}\" was interrupted and cannot be finished yet, so its current password is uncertain; retry shortly: {e}"
+            )));
         }
         return read_static_role(core, mount, name)
             .await?

@@ -513,10 +513,12 @@ async fn sigkill_during_rotations_never_loses_the_password() {
         server = Server::with_config(&config, &root, &listen);
         let c = creds(&server.client(), "app").await;
         let password = c["password"].as_str().unwrap();
-        assert!(
-            pg.connect_as("postgres", &user, password).await.is_ok(),
-            "round {round}: the password in static-creds does not log in"
-        );
+        if let Err(e) = pg.connect_as("postgres", &user, password).await {
+            let log = server.stop();
+            panic!(
+                "round {round}: the password in static-creds does not log in: {e}\n{c}\nserver log:\n{log}"
+            );
+        }
         logins += 1;
     }
     println!(
