@@ -21,7 +21,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use futures_util::StreamExt;
 use rand::RngExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
@@ -529,28 +528,43 @@ impl ConnectionLimits {
     }
 }
 
-/// One pass of the worker: claims due leases and revokes them, several at once but at most
-/// `revocations_per_connection` per target connection. Returns how many it claimed.
-async fn run_due(core: &Core, limits: &ConnectionLimits) -> Result<usize> {
+/// Claims up to `room` due leases and starts revoking each in its own task, at most
+/// `revocations_per_connection` at once per target connection. A slow database therefore
+/// holds up only its own leases, never the claiming of others. Returns how many it claimed.
+async fn start_due(
+    core: &Arc<Core>,
+    limits: &Arc<ConnectionLimits>,
+    running: &mut tokio::task::JoinSet<()>,
+    room: usize,
+) -> Result<usize> {
     let now = now_ms();
+    let limit = i64::try_from(room).unwrap_or(i64::MAX);
     let due = core
         .store
-        .claim_due_leases(
-            now,
-            now + ms(core.leases.claim_timeout),
-            core.leases.batch_size,
-        )
+        .claim_due_leases(now, now + ms(core.leases.claim_timeout), limit)
         .await?;
     let claimed = due.len();
     let permits = core.leases.revocations_per_connection;
-    futures_util::stream::iter(due)
-        .for_each_concurrent(None, |row| async move {
+    for row in due {
+        let (core, limits) = (core.clone(), limits.clone());
+        running.spawn(async move {
             let limit = limits.get(&format!("{}\0{}", row.mount, row.connection_name), permits);
             let _permit = limit.acquire().await.expect("semaphore is never closed");
+            // The claim ran while this task waited for a permit: renew it now, and give up
+            // if it ran out and another replica took the lease over.
+            let until = now_ms() + ms(core.leases.claim_timeout);
+            match core.store.renew_claim(&row.id, row.claimed_until, until).await {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(e) => {
+                    tracing::error!(lease_id = %row.id, error = %e, "cannot renew the claim on a lease");
+                    return;
+                }
+            }
             // Errors are recorded on the lease with a backoff; the others go on.
-            let _ = revoke_claimed(core, &row).await;
-        })
-        .await;
+            let _ = revoke_claimed(&core, &row).await;
+        });
+    }
     Ok(claimed)
 }
 
@@ -580,15 +594,23 @@ async fn run_expired_tokens(core: &Core) -> Result<usize> {
 pub async fn worker(core: Arc<Core>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
     // Re-read storage at least this often, for work written by other replicas.
     const MAX_SLEEP: Duration = Duration::from_secs(5);
-    let limits = ConnectionLimits::default();
+    let limits = Arc::new(ConnectionLimits::default());
+    let mut running = tokio::task::JoinSet::new();
+    let capacity = usize::try_from(core.leases.batch_size)
+        .unwrap_or(256)
+        .max(1);
     loop {
+        while running.try_join_next().is_some() {}
         if let Err(e) = run_expired_tokens(&core).await {
             tracing::error!(error = %e, "expired-token pass failed");
         }
-        match run_due(&core, &limits).await {
-            Ok(n) if n as i64 == core.leases.batch_size => continue,
-            Ok(_) => {}
-            Err(e) => tracing::error!(error = %e, "lease worker pass failed"),
+        let room = capacity.saturating_sub(running.len());
+        if room > 0 {
+            match start_due(&core, &limits, &mut running, room).await {
+                Ok(n) if n == room => continue,
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "lease worker pass failed"),
+            }
         }
         let sleep = match core.store.next_due().await {
             Ok(Some(at)) => {
@@ -599,9 +621,15 @@ pub async fn worker(core: Arc<Core>, mut shutdown: tokio::sync::watch::Receiver<
         tokio::select! {
             _ = tokio::time::sleep(sleep) => {}
             _ = core.lease_wake.notified() => {}
-            _ = shutdown.changed() => return,
+            Some(_) = running.join_next(), if !running.is_empty() => {}
+            _ = shutdown.changed() => break,
         }
     }
+    // Let revocations in progress finish (briefly), so their claims are not left to expire.
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        while running.join_next().await.is_some() {}
+    })
+    .await;
 }
 
 #[cfg(test)]

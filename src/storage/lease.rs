@@ -208,6 +208,21 @@ impl Store {
         Ok(n == 1)
     }
 
+    /// Extends a claim this process holds (`claimed_until` still equals `held`), so time spent
+    /// queued before the work starts does not eat into it. False if someone else took over.
+    pub async fn renew_claim(&self, id: &str, held: i64, until: i64) -> Result<bool> {
+        let n = on_pool!(self, pool => sqlx::query(
+            "UPDATE leases SET claimed_until = $3, next_attempt = $3 WHERE id = $1 AND claimed_until = $2",
+        )
+        .bind(id)
+        .bind(held)
+        .bind(until)
+        .execute(pool)
+        .await?
+        .rows_affected());
+        Ok(n == 1)
+    }
+
     /// Marks a lease to be revoked as soon as the worker gets to it (lazy revocation).
     pub async fn mark_lease_due(&self, id: &str, now: i64) -> Result<bool> {
         let n = on_pool!(self, pool => sqlx::query(

@@ -295,7 +295,7 @@ async fn a_dead_replicas_claimed_leases_are_revoked_by_another() {
         "backend = \"postgres\"\nurl = \"{}\"",
         pg.url_for(&storage_db)
     );
-    let leases = "[leases]\nclaim_timeout = \"4s\"\nrevocation_retry_base = \"200ms\"\nrevocation_retry_cap = \"1s\"\n";
+    let leases = "[leases]\nclaim_timeout = \"8s\"\nrevocation_retry_base = \"200ms\"\nrevocation_retry_cap = \"1s\"\n";
     let (config_a, listen_a) = write_config(dir.path(), "a.toml", &storage, leases);
     let (config_b, listen_b) = write_config(dir.path(), "b.toml", &storage, leases);
     let root = operator_init(&config_a);
@@ -307,7 +307,7 @@ async fn a_dead_replicas_claimed_leases_are_revoked_by_another() {
         pg,
         pg.port(),
         &role,
-        json!({"default_ttl": 2, "revocation_statements": "SELECT pg_sleep(3); DROP ROLE IF EXISTS \"{{name}}\";"}),
+        json!({"default_ttl": 2, "revocation_statements": "SELECT pg_sleep(6); DROP ROLE IF EXISTS \"{{name}}\";"}),
     )
     .await;
     let mut leases_issued = Vec::new();
@@ -318,8 +318,15 @@ async fn a_dead_replicas_claimed_leases_are_revoked_by_another() {
             .await;
         leases_issued.push(creds["lease_id"].as_str().unwrap().to_owned());
     }
-    // Let A claim the due leases (at 2 s) and start its slow revocations, then start B.
-    tokio::time::sleep(Duration::from_millis(2800)).await;
+    // Let A claim the due leases (from 2 s on) and start its slow revocations, then start B.
+    let client_a = a.client();
+    for _ in 0..100 {
+        let states = lease_states(&client_a, &format!("database/creds/{role}")).await;
+        if states.len() == leases_issued.len() && states.iter().all(|(_, s)| s == "revoking") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let b = Server::with_config(&config_b, &root, &listen_b);
     let client_b = b.client();
     let states = lease_states(&client_b, &format!("database/creds/{role}")).await;
