@@ -3,6 +3,7 @@
 //! Vault's envelope. Handlers return [`EngineError`], mapped to a status once in
 //! [`envelope::render_error`].
 
+mod auth;
 mod database;
 pub mod envelope;
 pub mod fields;
@@ -98,6 +99,9 @@ fn needs_sudo(path: &str, op: Operation) -> bool {
         || (op == Operation::List && (path.starts_with("sys/leases/lookup")))
         || path.starts_with("auth/token/accessors")
         || path.starts_with("auth/token/revoke-orphan")
+        // Vault's `auth/*` root path of the system backend: enabling, tuning and disabling
+        // login methods. Listing them (`sys/auth`) is not a root path.
+        || path.starts_with("sys/auth/")
 }
 
 /// Builds the router.
@@ -191,12 +195,26 @@ async fn serve(
     if is_unauthenticated(&request.path) {
         return route(core, &request).await;
     }
+    // A login proves identity by its body, not by a token (hvac even sends a stale one).
+    if auth::is_login(core, &request).await? {
+        return route(core, &request).await;
+    }
     let Some(token_text) = client_token(headers) else {
         return Err(EngineError::PermissionDenied("permission denied".into()));
     };
     let Some(token) = core.lookup_token(&token_text).await? else {
         return Err(EngineError::PermissionDenied("permission denied".into()));
     };
+    if !crate::auth::cidr::allows(&token.bound_cidrs, remote) {
+        // The caller learns only "permission denied"; the reason stays in the server log.
+        tracing::warn!(
+            accessor = %token.accessor,
+            remote = ?remote,
+            path = %request.path,
+            "token used from outside its bound CIDRs"
+        );
+        return Err(EngineError::PermissionDenied("permission denied".into()));
+    }
     if request.op == Operation::Update && exists(core, &request).await? == Some(false) {
         request.op = Operation::Create;
     }
@@ -222,8 +240,11 @@ async fn exists(core: &Core, request: &Request) -> Result<Option<bool>> {
     if let Some(rest) = request.path.strip_prefix("sys/") {
         return sys::exists(core, rest).await;
     }
-    if request.path.starts_with("auth/") {
-        return Ok(None);
+    if let Some(below) = request.path.strip_prefix("auth/") {
+        if below == "token" || below.starts_with("token/") {
+            return Ok(None);
+        }
+        return auth::exists(core, below).await;
     }
     match crate::engine::mounts::resolve(core, &request.path).await? {
         Some((mount, rest)) => database::exists(core, &mount, &rest).await,
@@ -240,6 +261,9 @@ async fn route(core: &Core, request: &Request) -> Result<Response> {
     }
     if request.path == "auth/token" {
         return token::handle(core, request, "").await;
+    }
+    if let Some(below) = request.path.strip_prefix("auth/") {
+        return auth::handle(core, request, below).await;
     }
     match crate::engine::mounts::resolve(core, &request.path).await? {
         Some((mount, rest)) => database::handle(core, request, &mount, &rest).await,

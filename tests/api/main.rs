@@ -1,8 +1,13 @@
 //! End-to-end tests: the real `dbwarden` binary, real PostgreSQL and MariaDB, real clients.
 //! One test binary (with modules) to keep link time down on small machines.
 
+mod auth_approle;
+mod auth_kubernetes;
+mod auth_secrets;
+mod auth_userpass;
 mod faults;
 mod hvac;
+mod k8s;
 mod leases;
 mod mysql;
 mod policy;
