@@ -51,6 +51,10 @@ pub struct ServerConfig {
     /// Rotation retry tunables.
     #[serde(default)]
     pub rotation: crate::engine::rotation::RotationSettings,
+    /// The directory external plugin commands resolve against
+    /// (`sys/plugins/catalog/database/:name`); without one, no plugin can be registered.
+    #[serde(default)]
+    pub plugin_directory: Option<PathBuf>,
 }
 
 /// Listener options.

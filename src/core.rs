@@ -35,6 +35,8 @@ pub struct Core {
     pub leases: LeaseSettings,
     /// Rotation tunables.
     pub rotation: RotationSettings,
+    /// Enabled audit devices.
+    pub audit: crate::audit::Broker,
     /// Wakes the rotation worker when a rotation is scheduled or rescheduled.
     pub rotation_wake: tokio::sync::Notify,
     /// The Prometheus recorder's handle, when metrics are enabled (the server installs it).
@@ -114,6 +116,7 @@ impl Core {
             started: Instant::now(),
             leases: LeaseSettings::default(),
             rotation: RotationSettings::default(),
+            audit: crate::audit::Broker::default(),
             rotation_wake: tokio::sync::Notify::new(),
             metrics: None,
             auth: crate::auth::AuthState::default(),

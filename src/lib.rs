@@ -6,6 +6,7 @@
 //! - [`engine`]: mounts, connections, roles, credential issuance, leases and their worker.
 //! - [`auth`]: tokens, ACL policies, and the login methods mounted through `sys/auth`
 //!   (AppRole, Kubernetes, userpass with TOTP) that issue tokens.
+//! - [`audit`]: audit devices, HMAC of secrets, the hash chain and its verifier.
 //! - [`crypto`]: the barrier (AES-256-GCM), the seal, password generation.
 //! - [`storage`]: dbwarden's own storage (SQLite or PostgreSQL through sqlx).
 //! - [`core`]: the unsealed state shared by handlers and background tasks.
@@ -14,6 +15,7 @@
 //! Backends (one crate per database family) live under `plugins/` and implement
 //! [`dbwarden_plugin::DatabaseBackend`].
 
+pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod core;

@@ -27,6 +27,30 @@ enum Command {
     /// Operator tasks.
     #[command(subcommand)]
     Operator(OperatorCommand),
+    /// Audit log tools.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Check an audit file's hash chain: any edited, removed, inserted or reordered line
+    /// is reported with its line number (exit 1).
+    ///
+    /// A file must start the chain (seq 1) unless --continues-from names the hash its first
+    /// line continues from (the last hash of the file before it, after log rotation).
+    /// --expect-last-hash (the `last_hash` that `GET sys/audit` shows) also catches lines
+    /// cut from the end.
+    Verify {
+        /// The audit file.
+        file: PathBuf,
+        /// The hash the first line continues from (after log rotation).
+        #[arg(long, value_name = "HASH")]
+        continues_from: Option<String>,
+        /// The hash the last line must have.
+        #[arg(long, value_name = "HASH")]
+        expect_last_hash: Option<String>,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -45,6 +69,10 @@ struct ServerArgs {
         default_value = "127.0.0.1:8200"
     )]
     dev_listen_address: SocketAddr,
+    /// The directory external plugins are registered from, in dev mode
+    /// (`plugin_directory` in a configuration file).
+    #[arg(long, requires = "dev", value_name = "DIR")]
+    dev_plugin_dir: Option<PathBuf>,
     /// The configuration file (TOML).
     #[arg(long, value_name = "FILE", required_unless_present = "dev")]
     config: Option<PathBuf>,
@@ -130,6 +158,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             server::run_dev(DevOptions {
                 listen: args.dev_listen_address,
                 root_token_id: args.dev_root_token_id,
+                plugin_directory: args.dev_plugin_dir,
             })
             .await
             .map_err(server_failure)
@@ -142,6 +171,15 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             init_logging(config.log_level.as_deref());
             server::run(config).await.map_err(server_failure)
         }
+        Command::Audit(AuditCommand::Verify {
+            file,
+            continues_from,
+            expect_last_hash,
+        }) => verify_audit(
+            &file,
+            continues_from.as_deref(),
+            expect_last_hash.as_deref(),
+        ),
         Command::Operator(OperatorCommand::Init { config, format }) => {
             let config = load_config(&config)?;
             let token = dbwarden::operator::init(&config)
@@ -165,4 +203,46 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
     }
+}
+
+fn verify_audit(
+    file: &std::path::Path,
+    continues_from: Option<&str>,
+    expect_last: Option<&str>,
+) -> Result<(), Failure> {
+    use dbwarden::audit::chain;
+    let contents = std::fs::read_to_string(file)
+        .map_err(|e| Failure::Config(format!("cannot read {}: {e}", file.display())))?;
+    let summary = chain::verify(&contents)
+        .map_err(|e| Failure::Runtime(format!("{}: chain broken at {e}", file.display())))?;
+    let anchor_ok = match continues_from {
+        Some(hash) => summary.anchor == hash,
+        None => summary.first_seq == 1 && summary.anchor == chain::GENESIS,
+    };
+    if !anchor_ok {
+        return Err(Failure::Runtime(format!(
+            "{}: the chain starts at seq {} continuing from {}, not where expected (lines removed from the start, or a rotated file: pass --continues-from)",
+            file.display(),
+            summary.first_seq,
+            summary.anchor
+        )));
+    }
+    if let Some(hash) = expect_last
+        && summary.last_hash != hash
+    {
+        return Err(Failure::Runtime(format!(
+            "{}: the last line's hash is {}, not {hash} (lines removed from the end?)",
+            file.display(),
+            summary.last_hash
+        )));
+    }
+    println!(
+        "{}: OK: {} entries (seq {}..{}), last hash {}",
+        file.display(),
+        summary.lines,
+        summary.first_seq,
+        summary.first_seq + summary.lines - 1,
+        summary.last_hash
+    );
+    Ok(())
 }

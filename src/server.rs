@@ -39,12 +39,15 @@ pub struct DevOptions {
     pub listen: SocketAddr,
     /// A fixed root token, if wanted.
     pub root_token_id: Option<String>,
+    /// The directory external plugins are registered from, if any.
+    pub plugin_directory: Option<PathBuf>,
 }
 
 /// Runs a dev server: SQLite in a temporary directory, an in-memory seal key, the database
 /// engine mounted at `database/`. Everything is gone when it stops.
 pub async fn run_dev(options: DevOptions) -> Result<(), ServerError> {
     let dir = tempfile_dir()?;
+    crate::engine::catalog::set_plugin_directory(options.plugin_directory.clone());
     let store = Store::open_sqlite(&dir.join("dbwarden.db")).await?;
     let (mut core, root_token) =
         Core::initialize(store, &Seal::Ephemeral, options.root_token_id).await?;
@@ -94,6 +97,12 @@ fn tempfile_dir() -> Result<PathBuf, ServerError> {
 pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
     let store = config.storage.open().await?;
     let mut core = Core::open(store, &config.seal()).await?;
+    // External plugins must be resolvable before anything below reaches a backend.
+    crate::engine::catalog::set_plugin_directory(config.plugin_directory.clone());
+    let plugins = crate::engine::catalog::load(&core).await?;
+    if plugins > 0 {
+        tracing::info!(count = plugins, "loaded the external plugin catalog");
+    }
     core.leases = config.leases.clone();
     core.rotation = config.rotation.clone();
     core.metrics = install_metrics();
@@ -102,12 +111,12 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
         // process that died mid-issuance: revoke those users at once.
         let released = core
             .store
-            .release_pending_leases(chrono::Utc::now().timestamp_millis())
+            .release_lease_claims(chrono::Utc::now().timestamp_millis())
             .await?;
         if released > 0 {
             tracing::warn!(
                 count = released,
-                "found pending leases from a previous process; revoking their users"
+                "found leases claimed by a previous process (pending issuance or cut-off revocation); revoking their users now"
             );
         }
         core.store.release_rotation_claims().await?;
@@ -171,6 +180,19 @@ async fn serve(
             tracing::error!(error = %e, "recovering root rotations failed; will retry at next start")
         }
     }
+    crate::audit::Broker::load(&core).await?;
+    // SIGHUP reopens audit files, for log rotation.
+    let hup_core = core.clone();
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reopening audit files");
+            hup_core.audit.reopen();
+        }
+    });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let worker = tokio::spawn(crate::engine::lease::worker(core.clone(), stop_rx.clone()));
     let rotator = tokio::spawn(crate::engine::rotation::worker(core.clone(), stop_rx));

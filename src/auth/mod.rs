@@ -10,6 +10,7 @@ pub mod policy;
 pub mod policy_store;
 pub mod token;
 pub mod userpass;
+pub mod wrapping;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

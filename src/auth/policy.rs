@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
@@ -206,6 +207,20 @@ path "sys/leases/renew" {
 path "sys/leases/lookup" {
     capabilities = ["update"]
 }
+
+# Allow a token to look up and unwrap response-wrapping tokens it was given
+path "sys/wrapping/lookup" {
+    capabilities = ["update"]
+}
+path "sys/wrapping/unwrap" {
+    capabilities = ["update"]
+}
+
+# Allow a token to check the state of a control group request (approvers still need
+# a policy granting sys/control-group/authorize)
+path "sys/control-group/request" {
+    capabilities = ["update", "list"]
+}
 "#;
 
 /// Name under which [`DEFAULT_POLICY`] is stored.
@@ -222,6 +237,102 @@ struct PathRule {
     pattern: String,
     /// Capability bitmap; exactly [`DENY`] when the block denies.
     caps: u16,
+    /// dbwarden's extension: when the grant applies (source networks, time windows).
+    conditions: Option<Arc<Conditions>>,
+    /// dbwarden's extension: approvals required before the request runs.
+    control_group: Option<Arc<ControlGroup>>,
+}
+
+/// Conditions under which a path rule grants anything (dbwarden's extension to Vault's HCL).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Conditions {
+    /// The caller's address must fall in one of these networks (if any are given).
+    pub networks: Vec<ipnet::IpNet>,
+    /// The request must fall in one of these windows (if any are given).
+    pub windows: Vec<TimeWindow>,
+}
+
+/// Days and hours in a named time zone.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimeWindow {
+    /// Allowed weekdays (empty: every day).
+    pub days: Vec<chrono::Weekday>,
+    /// Start, minutes after midnight, inclusive.
+    pub start_minute: u32,
+    /// End, minutes after midnight, exclusive; smaller than the start for windows
+    /// that cross midnight (`22:00-06:00`, counted on the day they start).
+    pub end_minute: u32,
+    /// The zone the days and hours are read in.
+    pub zone: chrono_tz::Tz,
+}
+
+/// Approvals a request needs before it runs (dbwarden's `control_group` block).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlGroup {
+    /// Distinct approvers needed.
+    pub approvals: u32,
+    /// Tokens holding any of these policies may approve.
+    pub approver_policies: Vec<String>,
+    /// Tokens with any of these display names (`userpass-alice`) may approve.
+    pub approver_users: Vec<String>,
+    /// How long a pending request waits for approval, seconds.
+    pub ttl_seconds: i64,
+}
+
+/// What a policy decision is evaluated against.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestContext {
+    /// The caller's address, if known.
+    pub remote: Option<std::net::IpAddr>,
+    /// The request time.
+    pub now: chrono::DateTime<chrono::Utc>,
+}
+
+impl RequestContext {
+    /// A context for now, with the caller's address.
+    pub fn now(remote: Option<std::net::IpAddr>) -> Self {
+        RequestContext {
+            remote,
+            now: chrono::Utc::now(),
+        }
+    }
+}
+
+impl TimeWindow {
+    fn contains(&self, now: chrono::DateTime<chrono::Utc>) -> bool {
+        use chrono::{Datelike, Timelike};
+        let local = now.with_timezone(&self.zone);
+        let minute = local.hour() * 60 + local.minute();
+        let (day, inside) = if self.start_minute <= self.end_minute {
+            (
+                local.weekday(),
+                minute >= self.start_minute && minute < self.end_minute,
+            )
+        } else if minute >= self.start_minute {
+            (local.weekday(), true)
+        } else {
+            // After midnight in a window that started the day before.
+            (local.weekday().pred(), minute < self.end_minute)
+        };
+        inside && (self.days.is_empty() || self.days.contains(&day))
+    }
+}
+
+impl Conditions {
+    /// Which condition fails for this request, if any (named, never with its values).
+    fn failure(&self, ctx: &RequestContext) -> Option<&'static str> {
+        if !self.networks.is_empty()
+            && !ctx
+                .remote
+                .is_some_and(|ip| self.networks.iter().any(|n| n.contains(&ip)))
+        {
+            return Some("source address not allowed");
+        }
+        if !self.windows.is_empty() && !self.windows.iter().any(|w| w.contains(ctx.now)) {
+            return Some("outside the allowed time window");
+        }
+        None
+    }
 }
 
 /// A parsed ACL policy.
@@ -383,11 +494,21 @@ fn parse_hcl(source: &str) -> Result<Vec<PathRule>, PolicyError> {
                             })?;
                             fields.push((attr.key().to_owned(), value));
                         }
-                        // Nested blocks only exist for keys we reject anyway
-                        // (control_group); funnel them through the same key check.
+                        // Nested blocks (control_group) become objects of their literal
+                        // attributes; anything deeper is refused by the key checks.
                         hcl::Structure::Block(nested) => {
-                            fields
-                                .push((nested.identifier().to_owned(), Value::Object(Map::new())));
+                            let mut object = Map::new();
+                            for attr in nested.body().attributes() {
+                                let value = hcl_to_json(attr.expr()).ok_or_else(|| {
+                                    invalid_value(
+                                        nested.identifier(),
+                                        pattern,
+                                        "a literal value (no expressions or interpolation)",
+                                    )
+                                })?;
+                                object.insert(attr.key().to_owned(), value);
+                            }
+                            fields.push((nested.identifier().to_owned(), Value::Object(object)));
                         }
                     }
                 }
@@ -435,16 +556,184 @@ fn hcl_to_json(expr: &hcl::Expression) -> Option<Value> {
 }
 
 /// Keys Vault defines that dbwarden refuses rather than ignores.
-const UNSUPPORTED_KEYS: [&str; 8] = [
+const UNSUPPORTED_KEYS: [&str; 7] = [
     "allowed_parameters",
     "denied_parameters",
     "required_parameters",
     "min_wrapping_ttl",
     "max_wrapping_ttl",
     "mfa_methods",
-    "control_group",
     "subscribe_event_types",
 ];
+
+fn invalid_value(key: &str, path: &str, expected: &'static str) -> PolicyError {
+    PolicyError::InvalidValue {
+        key: key.to_owned(),
+        path: path.to_owned(),
+        expected,
+    }
+}
+
+fn string_list(value: &Value, key: &str, path: &str) -> Result<Vec<String>, PolicyError> {
+    match value {
+        Value::Array(items) => items
+            .iter()
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| list_expected(key, path))
+            })
+            .collect(),
+        Value::String(s) => Ok(vec![s.clone()]),
+        _ => Err(list_expected(key, path)),
+    }
+}
+
+fn parse_networks(value: &Value, path: &str) -> Result<Vec<ipnet::IpNet>, PolicyError> {
+    string_list(value, "allowed_source_networks", path)?
+        .iter()
+        .map(|n| {
+            n.parse::<ipnet::IpNet>()
+                .or_else(|_| n.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    invalid_value(
+                        "allowed_source_networks",
+                        path,
+                        "CIDR networks such as \"10.0.0.0/8\"",
+                    )
+                })
+        })
+        .collect()
+}
+
+fn parse_minute(text: &str) -> Option<u32> {
+    let (h, m) = text.trim().split_once(':')?;
+    let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+    (h <= 24 && m < 60 && h * 60 + m <= 24 * 60).then_some(h * 60 + m)
+}
+
+fn parse_windows(value: &Value, path: &str) -> Result<Vec<TimeWindow>, PolicyError> {
+    const KEY: &str = "allowed_time_windows";
+    let items = match value {
+        Value::Array(items) => items.clone(),
+        Value::Object(_) => vec![value.clone()],
+        _ => {
+            return Err(invalid_value(
+                KEY,
+                path,
+                "a list of {days, hours, time_zone} objects",
+            ));
+        }
+    };
+    items
+        .iter()
+        .map(|item| {
+            let Value::Object(obj) = item else {
+                return Err(invalid_value(
+                    KEY,
+                    path,
+                    "a list of {days, hours, time_zone} objects",
+                ));
+            };
+            if let Some(k) = obj
+                .keys()
+                .find(|k| !matches!(k.as_str(), "days" | "hours" | "time_zone"))
+            {
+                return Err(PolicyError::UnknownKey {
+                    key: format!("{KEY}.{k}"),
+                    path: path.to_owned(),
+                });
+            }
+            let days = match obj.get("days") {
+                None => Vec::new(),
+                Some(v) => string_list(v, KEY, path)?
+                    .iter()
+                    .map(|d| {
+                        d.parse::<chrono::Weekday>().map_err(|_| {
+                            invalid_value(KEY, path, "days such as \"mon\" or \"monday\"")
+                        })
+                    })
+                    .collect::<Result<_, _>>()?,
+            };
+            let hours = obj
+                .get("hours")
+                .and_then(Value::as_str)
+                .unwrap_or("00:00-24:00");
+            let (start, end) = hours
+                .split_once('-')
+                .and_then(|(a, b)| Some((parse_minute(a)?, parse_minute(b)?)))
+                .ok_or_else(|| invalid_value(KEY, path, "hours such as \"09:00-18:00\""))?;
+            let zone = obj
+                .get("time_zone")
+                .and_then(Value::as_str)
+                .unwrap_or("UTC");
+            let zone = zone.parse::<chrono_tz::Tz>().map_err(|_| {
+                invalid_value(KEY, path, "an IANA time zone such as \"Asia/Shanghai\"")
+            })?;
+            Ok(TimeWindow {
+                days,
+                start_minute: start,
+                end_minute: end,
+                zone,
+            })
+        })
+        .collect()
+}
+
+fn parse_control_group(value: &Value, path: &str) -> Result<ControlGroup, PolicyError> {
+    const KEY: &str = "control_group";
+    let Value::Object(obj) = value else {
+        return Err(invalid_value(
+            KEY,
+            path,
+            "a block with approvals and approver_policies or approver_users",
+        ));
+    };
+    if let Some(k) = obj.keys().find(|k| {
+        !matches!(
+            k.as_str(),
+            "approvals" | "approver_policies" | "approver_users" | "ttl"
+        )
+    }) {
+        return Err(PolicyError::UnknownKey {
+            key: format!("{KEY}.{k}"),
+            path: path.to_owned(),
+        });
+    }
+    let approvals = obj.get("approvals").and_then(Value::as_u64).unwrap_or(1);
+    let approvals = u32::try_from(approvals)
+        .ok()
+        .filter(|a| (1..=100).contains(a))
+        .ok_or_else(|| invalid_value(KEY, path, "approvals between 1 and 100"))?;
+    let list = |k: &str| -> Result<Vec<String>, PolicyError> {
+        obj.get(k)
+            .map_or(Ok(Vec::new()), |v| string_list(v, KEY, path))
+    };
+    let approver_policies = list("approver_policies")?;
+    let approver_users = list("approver_users")?;
+    if approver_policies.is_empty() && approver_users.is_empty() {
+        return Err(invalid_value(
+            KEY,
+            path,
+            "approver_policies or approver_users",
+        ));
+    }
+    let ttl_seconds = match obj.get("ttl") {
+        None => 24 * 3600,
+        Some(Value::Number(n)) => n.as_i64().unwrap_or(0),
+        Some(Value::String(s)) => humantime::parse_duration(s).map_or(0, |d| d.as_secs() as i64),
+        Some(_) => 0,
+    };
+    if ttl_seconds <= 0 {
+        return Err(invalid_value(KEY, path, "a positive ttl such as \"1h\""));
+    }
+    Ok(ControlGroup {
+        approvals,
+        approver_policies,
+        approver_users,
+        ttl_seconds,
+    })
+}
 
 fn parse_rule(raw_pattern: &str, fields: Vec<(String, Value)>) -> Result<PathRule, PolicyError> {
     let pattern = raw_pattern.strip_prefix('/').unwrap_or(raw_pattern);
@@ -464,9 +753,16 @@ fn parse_rule(raw_pattern: &str, fields: Vec<(String, Value)>) -> Result<PathRul
 
     let mut caps: u16 = 0;
     let mut denied = false;
+    let mut conditions = Conditions::default();
+    let mut control_group = None;
     for (key, value) in fields {
         match key.as_str() {
             "comment" => {}
+            "allowed_source_networks" => conditions.networks = parse_networks(&value, raw_pattern)?,
+            "allowed_time_windows" => conditions.windows = parse_windows(&value, raw_pattern)?,
+            "control_group" => {
+                control_group = Some(Arc::new(parse_control_group(&value, raw_pattern)?))
+            }
             "capabilities" => {
                 let Value::Array(items) = &value else {
                     return Err(list_expected(&key, raw_pattern));
@@ -521,9 +817,20 @@ fn parse_rule(raw_pattern: &str, fields: Vec<(String, Value)>) -> Result<PathRul
             _ => return Err(PolicyError::UnknownKey { key, path: path() }),
         }
     }
+    let conditional = !conditions.networks.is_empty() || !conditions.windows.is_empty();
+    if denied && (conditional || control_group.is_some()) {
+        // A conditional deny would silently grant outside its conditions; refuse the ambiguity.
+        return Err(invalid_value(
+            "capabilities",
+            raw_pattern,
+            "no conditions or control_group on a deny rule",
+        ));
+    }
     Ok(PathRule {
         pattern: pattern.to_owned(),
         caps: if denied { DENY } else { caps },
+        conditions: conditional.then(|| Arc::new(conditions)),
+        control_group,
     })
 }
 
@@ -535,36 +842,85 @@ fn list_expected(key: &str, path: &str) -> PolicyError {
     }
 }
 
+/// One policy's contribution to a pattern.
+#[derive(Debug, Clone)]
+struct Grant {
+    policy: String,
+    caps: u16,
+    conditions: Option<Arc<Conditions>>,
+    control_group: Option<Arc<ControlGroup>>,
+}
+
 /// Merged capabilities of every rule sharing one pattern string.
 #[derive(Debug, Clone, Default)]
 struct Permissions {
+    /// Union of all grants (conditions ignored): what `capabilities()` reports.
     caps: u16,
-    /// Each contributing policy with the capabilities it granted, so a
-    /// decision can name exactly the policies granting the checked capability.
-    grants: Vec<(String, u16)>,
+    /// Each contributing rule, so a decision can evaluate conditions per grant and name
+    /// exactly the policies granting the checked capability.
+    grants: Vec<Grant>,
 }
 
 impl Permissions {
-    fn merge(&mut self, policy: &str, caps: u16) {
+    fn merge(&mut self, policy: &str, rule: &PathRule) {
         // Deny is sticky: once any policy denies this pattern, other grants
         // on the same pattern cannot revive it.
-        self.caps = if (self.caps | caps) & DENY != 0 {
+        self.caps = if (self.caps | rule.caps) & DENY != 0 {
             DENY
         } else {
-            self.caps | caps
+            self.caps | rule.caps
         };
-        match self.grants.iter_mut().find(|(name, _)| name == policy) {
-            Some((_, bits)) => *bits |= caps,
-            None => self.grants.push((policy.to_owned(), caps)),
-        }
+        self.grants.push(Grant {
+            policy: policy.to_owned(),
+            caps: rule.caps,
+            conditions: rule.conditions.clone(),
+            control_group: rule.control_group.clone(),
+        });
     }
 
-    fn granting(&self, bit: u16) -> Vec<String> {
-        self.grants
-            .iter()
-            .filter(|(_, caps)| caps & bit != 0)
-            .map(|(name, _)| name.clone())
-            .collect()
+    /// Decides one capability: some grant must carry it and meet its conditions.
+    fn decide(&self, bit: u16, ctx: &RequestContext) -> Decision {
+        if self.caps == DENY {
+            return Decision::denied();
+        }
+        let mut failed = None;
+        let mut granting: Vec<&Grant> = Vec::new();
+        let mut sudo = false;
+        for grant in &self.grants {
+            let failure = grant.conditions.as_ref().and_then(|c| c.failure(ctx));
+            if failure.is_none() && grant.caps & Capability::Sudo.bit() != 0 {
+                sudo = true;
+            }
+            if grant.caps & bit == 0 {
+                continue;
+            }
+            match failure {
+                None => granting.push(grant),
+                Some(reason) => failed = failed.or(Some(reason)),
+            }
+        }
+        if granting.is_empty() {
+            return Decision {
+                failed_condition: failed,
+                sudo,
+                ..Decision::denied()
+            };
+        }
+        let mut policies: Vec<String> = granting.iter().map(|g| g.policy.clone()).collect();
+        policies.dedup();
+        // One grant without a control group is enough to skip approvals.
+        let control_group = if granting.iter().any(|g| g.control_group.is_none()) {
+            None
+        } else {
+            granting[0].control_group.clone()
+        };
+        Decision {
+            allowed: true,
+            sudo,
+            granting_policies: policies,
+            failed_condition: None,
+            control_group,
+        }
     }
 }
 
@@ -608,6 +964,10 @@ pub struct Decision {
     pub sudo: bool,
     /// Policies that grant the checked capability on the winning rule (for audit `policy_results`).
     pub granting_policies: Vec<String>,
+    /// When only conditions stood in the way: which one failed (never its values).
+    pub failed_condition: Option<&'static str>,
+    /// Approvals the request needs before it runs, if the granting rule asks for them.
+    pub control_group: Option<Arc<ControlGroup>>,
 }
 
 impl Decision {
@@ -616,6 +976,8 @@ impl Decision {
             allowed: false,
             sudo: false,
             granting_policies: Vec::new(),
+            failed_condition: None,
+            control_group: None,
         }
     }
 }
@@ -641,7 +1003,7 @@ impl Acl {
                 } else {
                     exact.entry(p.to_owned())
                 };
-                slot.or_default().merge(&policy.name, rule.caps);
+                slot.or_default().merge(&policy.name, rule);
             }
         }
         let segment = segment
@@ -687,6 +1049,11 @@ impl Acl {
     /// `Sudo` reports whether the winning rule grants sudo; `Deny` is never
     /// granted.
     pub fn allowed(&self, path: &str, cap: Capability) -> Decision {
+        self.allowed_in(path, cap, &RequestContext::now(None))
+    }
+
+    /// [`Acl::allowed`], evaluating rule conditions against the request's address and time.
+    pub fn allowed_in(&self, path: &str, cap: Capability, ctx: &RequestContext) -> Decision {
         if self.root {
             let allowed = cap != Capability::Deny;
             return Decision {
@@ -697,21 +1064,17 @@ impl Acl {
                 } else {
                     Vec::new()
                 },
+                failed_condition: None,
+                control_group: None,
             };
+        }
+        if cap == Capability::Deny {
+            return Decision::denied();
         }
         let Some(perms) = self.lookup(path, cap == Capability::List) else {
             return Decision::denied();
         };
-        let allowed = cap != Capability::Deny && perms.caps & cap.bit() != 0;
-        Decision {
-            allowed,
-            sudo: perms.caps & Capability::Sudo.bit() != 0,
-            granting_policies: if allowed {
-                perms.granting(cap.bit())
-            } else {
-                Vec::new()
-            },
-        }
+        perms.decide(cap.bit(), ctx)
     }
 
     /// Capability names on `path` as `sys/capabilities-self` reports them, sorted.
@@ -863,6 +1226,8 @@ mod tests {
                 allowed: true,
                 sudo: false,
                 granting_policies: vec!["p0".into()],
+                failed_condition: None,
+                control_group: None,
             }
         );
         assert_eq!(a.allowed("database/creds/rw", Read), Decision::denied());
@@ -1413,7 +1778,6 @@ mod tests {
             "min_wrapping_ttl = \"1s\"",
             "max_wrapping_ttl = 30",
             "mfa_methods = [\"m\"]",
-            "control_group {\n factor \"f\" {}\n }",
         ] {
             let src = format!("path \"x\" {{\n {key}\n}}");
             let err = Policy::parse("p", &src).unwrap_err();
@@ -1497,5 +1861,183 @@ mod tests {
             assert_eq!(cap.to_string(), cap.as_str());
         }
         assert_eq!(Capability::from_name("root"), None);
+    }
+
+    fn at(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> chrono::DateTime<chrono::Utc> {
+        use chrono::TimeZone;
+        chrono::Utc.with_ymd_and_hms(y, mo, d, h, mi, 0).unwrap()
+    }
+
+    #[test]
+    fn source_network_conditions() {
+        let a = acl(&[r#"path "db/creds/ro" {
+            capabilities = ["read"]
+            allowed_source_networks = ["10.0.0.0/8", "127.0.0.1"]
+        }"#]);
+        let ctx = |ip: &str| RequestContext {
+            remote: Some(ip.parse().unwrap()),
+            now: at(2026, 1, 5, 12, 0),
+        };
+        assert!(a.allowed_in("db/creds/ro", Read, &ctx("10.1.2.3")).allowed);
+        assert!(a.allowed_in("db/creds/ro", Read, &ctx("127.0.0.1")).allowed);
+        let refused = a.allowed_in("db/creds/ro", Read, &ctx("127.0.0.2"));
+        assert!(!refused.allowed);
+        assert_eq!(refused.failed_condition, Some("source address not allowed"));
+        let unknown = a.allowed_in(
+            "db/creds/ro",
+            Read,
+            &RequestContext {
+                remote: None,
+                now: at(2026, 1, 5, 12, 0),
+            },
+        );
+        assert!(
+            !unknown.allowed,
+            "an unknown address never passes a network condition"
+        );
+        // Another policy granting the same path without conditions still grants.
+        let b = acl(&[
+            r#"path "db/creds/ro" {
+                capabilities = ["read"]
+                allowed_source_networks = ["10.0.0.0/8"]
+            }"#,
+            r#"path "db/creds/ro" { capabilities = ["read"] }"#,
+        ]);
+        assert!(
+            b.allowed_in("db/creds/ro", Read, &ctx("192.168.1.1"))
+                .allowed
+        );
+    }
+
+    #[test]
+    fn time_window_conditions_in_a_named_zone() {
+        let a = acl(&[r#"path "db/creds/ro" {
+            capabilities = ["read"]
+            allowed_time_windows = [{ days = ["mon", "tue", "wed", "thu", "fri"], hours = "09:00-18:00", time_zone = "Asia/Shanghai" }]
+        }"#]);
+        let ctx = |t| RequestContext {
+            remote: None,
+            now: t,
+        };
+        // 2026-01-05 is a Monday; Shanghai is UTC+8.
+        assert!(
+            a.allowed_in("db/creds/ro", Read, &ctx(at(2026, 1, 5, 1, 0)))
+                .allowed,
+            "09:00 Shanghai"
+        );
+        assert!(
+            a.allowed_in("db/creds/ro", Read, &ctx(at(2026, 1, 5, 9, 59)))
+                .allowed,
+            "17:59 Shanghai"
+        );
+        let late = a.allowed_in("db/creds/ro", Read, &ctx(at(2026, 1, 5, 10, 0)));
+        assert_eq!(
+            (late.allowed, late.failed_condition),
+            (false, Some("outside the allowed time window"))
+        );
+        // Saturday 10:00 in Shanghai is Saturday 02:00 UTC.
+        assert!(
+            !a.allowed_in("db/creds/ro", Read, &ctx(at(2026, 1, 10, 2, 0)))
+                .allowed
+        );
+        // A window across midnight belongs to the day it starts.
+        let night = acl(&[r#"path "x" {
+            capabilities = ["read"]
+            allowed_time_windows = [{ days = ["fri"], hours = "22:00-06:00" }]
+        }"#]);
+        assert!(
+            night
+                .allowed_in("x", Read, &ctx(at(2026, 1, 9, 23, 0)))
+                .allowed,
+            "Friday 23:00"
+        );
+        assert!(
+            night
+                .allowed_in("x", Read, &ctx(at(2026, 1, 10, 5, 0)))
+                .allowed,
+            "Saturday 05:00, Friday's night"
+        );
+        assert!(
+            !night
+                .allowed_in("x", Read, &ctx(at(2026, 1, 10, 23, 0)))
+                .allowed,
+            "Saturday 23:00"
+        );
+    }
+
+    #[test]
+    fn condition_and_control_group_errors() {
+        for (src, needle) in [
+            (
+                r#"path "x" {
+capabilities = ["read"]
+allowed_source_networks = ["not-a-net"]
+}"#,
+                "CIDR",
+            ),
+            (
+                r#"path "x" {
+capabilities = ["read"]
+allowed_time_windows = [{ hours = "9-5" }]
+}"#,
+                "hours",
+            ),
+            (
+                r#"path "x" {
+capabilities = ["read"]
+allowed_time_windows = [{ time_zone = "Mars/Base" }]
+}"#,
+                "time zone",
+            ),
+            (
+                r#"path "x" {
+capabilities = ["deny"]
+allowed_source_networks = ["10.0.0.0/8"]
+}"#,
+                "deny",
+            ),
+            (
+                r#"path "x" {
+capabilities = ["read"]
+control_group {
+approvals = 2
+}
+}"#,
+                "approver",
+            ),
+            (
+                r#"path "x" {
+capabilities = ["read"]
+control_group {
+approvals = 1
+approver_policies = ["dba"]
+color = "red"
+}
+}"#,
+                "color",
+            ),
+        ] {
+            let err = Policy::parse("p", src).unwrap_err().to_string();
+            assert!(err.contains(needle), "{src}: {err}");
+        }
+        let a = acl(&[r#"path "db/creds/prod" {
+            capabilities = ["read"]
+            control_group {
+                approvals = 2
+                approver_policies = ["dba"]
+                ttl = "1h"
+            }
+        }"#]);
+        let d = a.allowed("db/creds/prod", Read);
+        assert!(d.allowed);
+        let cg = d.control_group.expect("control group");
+        assert_eq!(
+            (
+                cg.approvals,
+                cg.approver_policies.as_slice(),
+                cg.ttl_seconds
+            ),
+            (2, &["dba".to_owned()][..], 3600)
+        );
     }
 }

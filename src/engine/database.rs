@@ -368,7 +368,7 @@ pub async fn issue_credential(
         .filter(|s| !s.is_empty())
         .unwrap_or(&config.password_policy)
         .to_owned();
-    let password = password_policy::generate(core, &policy_name).await?;
+    let password = new_password(core, &policy_name, backend.as_ref()).await?;
     let lease_id = format!(
         "{}/creds/{role_name}/{}",
         mount.path,
@@ -471,6 +471,26 @@ struct RootRotationIntent {
     started: DateTime<Utc>,
 }
 
+/// A password from the named policy or, when none is named, from the backend's default policy
+/// (its database's complexity rule, see `dbwarden_plugin::complexity`), else Vault's default.
+pub async fn new_password(
+    core: &Core,
+    policy_name: &str,
+    backend: &dyn DatabaseBackend,
+) -> Result<SecretString> {
+    match backend
+        .default_password_policy()
+        .filter(|_| policy_name.is_empty())
+    {
+        Some(source) => crate::crypto::password::PasswordPolicy::parse(source)
+            .and_then(|policy| policy.generate())
+            .map_err(|e| {
+                EngineError::Internal(format!("the backend's default password policy: {e}"))
+            }),
+        None => password_policy::generate(core, policy_name).await,
+    }
+}
+
 /// Rotates the admin password of a connection.
 ///
 /// The new password is written to an intent before the database changes, so a crash at
@@ -489,7 +509,8 @@ pub async fn rotate_root(core: &Core, mount: &Mount, name: &str) -> Result<()> {
             "unable to rotate root credentials: no password in configuration",
         ));
     }
-    let password = password_policy::generate(core, &config.password_policy).await?;
+    let backend = backend_for(core, mount, name, &config).await?;
+    let password = new_password(core, &config.password_policy, backend.as_ref()).await?;
     let intent = RootRotationIntent {
         connection: name.to_owned(),
         username,

@@ -2,6 +2,7 @@
 //! and no SQL of target databases (that lives in the backends).
 
 pub mod backends;
+pub mod catalog;
 pub mod database;
 pub mod error;
 pub mod hooks;

@@ -23,7 +23,6 @@ use super::database::{self, ConnectionConfig};
 use super::error::{EngineError, Result, invalid};
 use super::hooks::{self, RotationEvent};
 use super::mounts::{self, Mount};
-use super::password_policy;
 use super::schedule::RotationSchedule;
 use crate::core::Core;
 use crate::storage::RotationRow;
@@ -132,7 +131,14 @@ pub struct StaticRoleInput {
 struct Intent {
     new_password: String,
     started: DateTime<Utc>,
+    /// Attempts the database answered with an error.
     failures: u32,
+    /// An attempt is running, or was cut off before it could record its outcome.
+    #[serde(default)]
+    in_flight: bool,
+    /// Some attempt was cut off: the database may hold this password, or may not.
+    #[serde(default)]
+    possibly_applied: bool,
 }
 
 fn role_key(mount: &Mount, name: &str) -> String {
@@ -301,9 +307,11 @@ pub async fn delete_static_role(core: &Core, mount: &Mount, name: &str) -> Resul
     core.delete(&role_key(mount, name)).await
 }
 
-/// Claims a rotation row, waiting briefly if another request or replica holds it.
+/// Claims a rotation row, waiting while another request or replica holds it (at most as
+/// long as a claim can last, after which a dead holder's claim has run out).
 async fn claim(core: &Core, id: &str) -> Result<()> {
-    for _ in 0..200 {
+    let polls = core.rotation.claim_timeout.as_millis() / 100 + 20;
+    for _ in 0..polls {
         let now = Utc::now().timestamp_millis();
         let until =
             now + i64::try_from(core.rotation.claim_timeout.as_millis()).unwrap_or(i64::MAX);
@@ -349,11 +357,12 @@ async fn new_password(
     core: &Core,
     role_policy: Option<&str>,
     config: &ConnectionConfig,
+    backend: &dyn dbwarden_plugin::DatabaseBackend,
 ) -> Result<SecretString> {
     let name = role_policy
         .filter(|p| !p.is_empty())
         .unwrap_or(&config.password_policy);
-    password_policy::generate(core, name).await
+    database::new_password(core, name, backend).await
 }
 
 /// The rotation itself, for a caller holding the claim.
@@ -370,7 +379,14 @@ async fn rotate_claimed_static(core: &Core, mount: &Mount, name: &str) -> Result
     let ikey = intent_key(mount, name);
     // Roll an interrupted rotation forward with its password, unless the database has
     // rejected that password too often: then start over with a new one.
-    let mut intent = match core.get_json::<Intent>(&ikey).await? {
+    let backend = database::backend_for(core, mount, &role.db_name, &config).await?;
+    let previous = core.get_json::<Intent>(&ikey).await?;
+    // An attempt that never recorded its outcome was cut off (a crash): from then on the
+    // database may hold the intent's password, and reads must finish the rotation.
+    let possibly_applied = previous
+        .as_ref()
+        .is_some_and(|i| i.in_flight || i.possibly_applied);
+    let mut intent = match previous {
         Some(i) if i.failures < core.rotation.regenerate_after_failures => i,
         stale => {
             if stale.is_some() {
@@ -381,18 +397,21 @@ async fn rotate_claimed_static(core: &Core, mount: &Mount, name: &str) -> Result
                 .get("password_policy")
                 .and_then(Value::as_str);
             Intent {
-                new_password: new_password(core, policy, &config)
+                new_password: new_password(core, policy, &config, backend.as_ref())
                     .await?
                     .expose_secret()
                     .to_owned(),
                 started: Utc::now(),
                 failures: 0,
+                in_flight: false,
+                possibly_applied,
             }
         }
     };
+    intent.possibly_applied = possibly_applied;
+    intent.in_flight = true;
     core.put_json(&ikey, &intent).await?;
     let now = Utc::now();
-    let backend = database::backend_for(core, mount, &role.db_name, &config).await?;
     let changed = backend
         .update_user(UpdateUserRequest {
             username: role.username.clone(),
@@ -436,6 +455,7 @@ async fn rotate_claimed_static(core: &Core, mount: &Mount, name: &str) -> Result
         }
         Err(e) => {
             intent.failures += 1;
+            intent.in_flight = false;
             core.put_json(&ikey, &intent).await?;
             let message = e.to_string();
             role.failed_attempts += 1;
@@ -508,18 +528,21 @@ pub async fn static_creds(core: &Core, mount: &Mount, name: &str) -> Result<Stat
             "\"{name}\" is not an allowed role"
         )));
     }
-    // An intent that recorded no failure was interrupted (a crash, or a rotation running
-    // now): the database may already hold its password. One that recorded failures was
-    // rejected by the database, so the stored password is still the working one and the
-    // background retry stays in charge.
+    // An intent whose attempt was cut off (a crash, or one running now) may already be in
+    // the database: finish it before answering. One the database only ever rejected leaves
+    // the stored password working, and the background retry in charge.
     if core
         .get_json::<Intent>(&intent_key(mount, name))
         .await?
-        .is_some_and(|i| i.failures == 0)
+        .is_some_and(|i| i.in_flight || i.possibly_applied)
     {
-        // Waits for a live rotation, or finishes a dead one.
+        // Waits for a live rotation, or finishes a dead one. If neither works, no stored
+        // password is known to be right, so say so rather than hand out a wrong one.
         if let Err(e) = rotate_static(core, mount, name).await {
             tracing::warn!(role = %name, error = %e, "finishing an interrupted rotation failed");
+            return Err(EngineError::Internal(format!(
+                "a rotation of \"{name}\" was interrupted and cannot be finished yet, so its current password is uncertain; retry shortly: {e}"
+            )));
         }
         return read_static_role(core, mount, name)
             .await?

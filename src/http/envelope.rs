@@ -24,6 +24,8 @@ pub struct Response {
     pub raw: Option<Value>,
     /// A non-JSON body and its content type (`sys/metrics`).
     pub text: Option<(String, &'static str)>,
+    /// `wrap_info`: the response (or request) is held behind a wrapping token.
+    pub wrap_info: Option<Value>,
 }
 
 impl Response {
@@ -97,6 +99,7 @@ pub fn render(response: Response, request_id: &str) -> HttpResponse {
     }
     let empty = response.data.is_none()
         && response.lease.is_none()
+        && response.wrap_info.is_none()
         && response.auth.is_none()
         && response.warnings.is_empty();
     if empty {
@@ -114,7 +117,7 @@ pub fn render(response: Response, request_id: &str) -> HttpResponse {
         "renewable": renewable,
         "lease_duration": lease_duration,
         "data": response.data,
-        "wrap_info": null,
+        "wrap_info": response.wrap_info,
         "warnings": if response.warnings.is_empty() { Value::Null } else { json!(response.warnings) },
         "auth": response.auth,
     });

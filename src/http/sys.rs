@@ -44,6 +44,7 @@ pub async fn handle(core: &Core, req: &Request, rest: &str) -> Result<Response> 
             _ => not_found(rest),
         },
         "leases" => lease_routes(core, req, tail).await,
+        "plugins" => super::catalog::handle(core, req, tail).await,
         "rotate" if req.op.is_write() => {
             core.barrier.rotate(&core.store).await?;
             Ok(Response::empty())
@@ -57,6 +58,18 @@ pub async fn handle(core: &Core, req: &Request, rest: &str) -> Result<Response> 
             })))
         }
         "capabilities-self" if req.op.is_write() => capabilities_self(core, req).await,
+        "audit" => audit_routes(core, req, tail).await,
+        "wrapping" => wrapping_routes(core, req, tail).await,
+        "control-group" => control_group_routes(core, req, tail).await,
+        "audit-hash" if req.op.is_write() => {
+            let input = req
+                .data
+                .string("input")?
+                .ok_or_else(|| invalid("input is required"))?;
+            Ok(Response::data(
+                json!({ "hash": crate::audit::hash_with(core, tail, &input)? }),
+            ))
+        }
         "metrics" if req.op == Operation::Read => metrics(core, req).await,
         _ => not_found(rest),
     }
@@ -446,4 +459,110 @@ async fn capabilities_self(core: &Core, req: &Request) -> Result<Response> {
         data.insert("capabilities".into(), json!(all));
     }
     Ok(Response::data(Value::Object(data)))
+}
+
+async fn audit_routes(core: &Core, req: &Request, path: &str) -> Result<Response> {
+    use crate::audit::{self, DeviceKind};
+    match (req.op, path.is_empty()) {
+        (Operation::Read, true) => {
+            let mut out = Map::new();
+            for (config, seq, last_hash) in core.audit.describe() {
+                // The salt is a secret: never returned.
+                let mut options = config.options.clone();
+                options.remove("salt");
+                out.insert(
+                    format!("{}/", config.path),
+                    json!({
+                        "type": config.kind,
+                        "description": config.description,
+                        "options": options,
+                        "path": format!("{}/", config.path),
+                        "local": false,
+                        // dbwarden: where each chain stands, to anchor `dbwarden audit verify`.
+                        "last_seq": seq,
+                        "last_hash": last_hash,
+                    }),
+                );
+            }
+            Ok(Response::data(Value::Object(out)))
+        }
+        (op, false) if op.is_write() => {
+            let kind = match req.data.string("type")?.as_deref() {
+                Some("file") => DeviceKind::File,
+                Some("stdout") => DeviceKind::Stdout,
+                Some("socket") => DeviceKind::Socket,
+                Some(other) => {
+                    return Err(invalid(format!(
+                        "unknown audit device type \"{other}\"; use file, stdout or socket"
+                    )));
+                }
+                None => return Err(invalid("type is required")),
+            };
+            let options = match req.data.raw("options") {
+                Some(Value::Object(m)) => m.clone(),
+                None => Map::new(),
+                Some(_) => return Err(invalid("options must be a map")),
+            };
+            let description = req.data.string("description")?.unwrap_or_default();
+            audit::enable(core, path, kind, &description, options).await?;
+            Ok(Response::empty())
+        }
+        (Operation::Delete, false) => {
+            audit::disable(core, path).await?;
+            Ok(Response::empty())
+        }
+        _ => unsupported(),
+    }
+}
+
+async fn wrapping_routes(core: &Core, req: &Request, endpoint: &str) -> Result<Response> {
+    use crate::auth::wrapping::{self, Unwrapped};
+    if !req.op.is_write() {
+        return unsupported();
+    }
+    let token = req
+        .data
+        .string("token")?
+        .ok_or_else(|| invalid("token is required"))?;
+    match endpoint {
+        "lookup" => Ok(Response::data(wrapping::lookup(core, &token).await?)),
+        "unwrap" => match wrapping::unwrap(core, &token).await? {
+            Unwrapped::Response(r) => Ok(Response {
+                data: r.data,
+                auth: r.auth,
+                lease: r.lease,
+                warnings: r.warnings,
+                ..Default::default()
+            }),
+            Unwrapped::Approved(pending) => {
+                tracing::info!(path = %pending.path, requester = %pending.requester_name, "running an approved request");
+                super::replay(core, pending, req.remote).await
+            }
+        },
+        _ => unsupported(),
+    }
+}
+
+async fn control_group_routes(core: &Core, req: &Request, endpoint: &str) -> Result<Response> {
+    use crate::auth::wrapping;
+    let caller = req.token()?;
+    match (endpoint, req.op) {
+        ("request", Operation::List) => Response::keys(wrapping::pending_for(core, caller).await?),
+        ("request", op) if op.is_write() => {
+            let accessor = req
+                .data
+                .string("accessor")?
+                .ok_or_else(|| invalid("accessor is required"))?;
+            Ok(Response::data(wrapping::status(core, &accessor).await?))
+        }
+        ("authorize", op) if op.is_write() => {
+            let accessor = req
+                .data
+                .string("accessor")?
+                .ok_or_else(|| invalid("accessor is required"))?;
+            let approved = wrapping::authorize(core, &accessor, caller).await?;
+            Ok(Response::data(json!({ "approved": approved })))
+        }
+        _ => unsupported(),
+    }
 }

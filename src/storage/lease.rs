@@ -244,11 +244,12 @@ impl Store {
             .collect())
     }
 
-    /// Makes every pending lease due now. Only for single-process storage at start-up, where
-    /// any pending lease was left by a process that died.
-    pub async fn release_pending_leases(&self, now: i64) -> Result<u64> {
+    /// Releases every claim and makes the claimed leases due now: pending leases whose
+    /// issuer died and revocations cut off half-way. Only for single-process storage at
+    /// start-up, where every claim belongs to a process that is gone.
+    pub async fn release_lease_claims(&self, now: i64) -> Result<u64> {
         Ok(on_pool!(self, pool => sqlx::query(
-            "UPDATE leases SET next_attempt = $1, claimed_until = 0 WHERE state = 'pending'",
+            "UPDATE leases SET next_attempt = $1, claimed_until = 0 WHERE claimed_until > 0",
         )
         .bind(now)
         .execute(pool)

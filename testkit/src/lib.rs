@@ -6,18 +6,27 @@
 //! - [`TestMysql`]: the MariaDB/MySQL server the tests may use (`127.0.0.1:3306`, `root`
 //!   without a password, unless `DBWARDEN_TEST_MYSQL_URL` says otherwise), with a database per
 //!   test.
+//! - [`TestSeekdb`]: a throwaway OceanBase server (seekdb from PyPI's `pylibseekdb`, MySQL
+//!   mode) per test process.
+//! - [`Golden`], [`Transcript`], [`example`]: golden files under `testdata/` (re-blessed
+//!   with `DBWARDEN_BLESS=1`), the format of the dialects' golden SQL and its fixed inputs.
 //! - [`unique_name`]: names that cannot collide between tests running in parallel.
 //!
 //! | Server | Where it comes from | Versions tested |
 //! |---|---|---|
 //! | PostgreSQL | `initdb`/`pg_ctl` from `DBWARDEN_TEST_PG_BINDIR`, `pg_config --bindir`, or `/usr/lib/postgresql/*/bin` | 15 |
 //! | MariaDB / MySQL | running server; `DBWARDEN_TEST_MYSQL_URL=mysql://user:pass@host:port` | MariaDB 10.11 |
+//! | OceanBase (MySQL mode) | `seekdb` from PyPI `pylibseekdb` (`DBWARDEN_TEST_SEEKDB` overrides the binary) | seekdb 1.4 (OceanBase 4.3.5.3) |
 
+mod golden;
 mod mysql;
 mod postgres;
+mod seekdb;
 
+pub use golden::{Golden, Transcript, example, password_summary, username_line};
 pub use mysql::TestMysql;
 pub use postgres::TempPostgres;
+pub use seekdb::TestSeekdb;
 
 /// A lower-case name `<prefix><10 random [a-z0-9]>`, unique across parallel tests and runs.
 pub fn unique_name(prefix: &str) -> String {

@@ -47,6 +47,17 @@ impl TestMysql {
         })
     }
 
+    /// A MySQL-wire server at `host:port` administered by `user` (another server than the
+    /// shared MariaDB, such as [`crate::TestSeekdb`]'s).
+    pub fn at(host: &str, port: u16, user: &str, password: &str) -> TestMysql {
+        TestMysql {
+            host: host.to_owned(),
+            port,
+            user: user.to_owned(),
+            password: password.to_owned(),
+        }
+    }
+
     /// Host name or address.
     pub fn host(&self) -> &str {
         &self.host

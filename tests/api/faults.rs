@@ -140,19 +140,34 @@ async fn sigkill_during_concurrent_issuance_orphans_no_user() {
     // Recovery: the restarted server revokes what dead processes left pending.
     let client = server.client();
     let prefix = format!("database/creds/{role}");
+    // Settled when no lease is pending or being revoked (one metrics read per poll, since
+    // this machine may be busy: a generous budget, no timing assertion).
     let mut settled = false;
-    for _ in 0..200 {
-        if lease_states(&client, &prefix)
-            .await
-            .iter()
-            .all(|(_, state)| state == "active")
+    for _ in 0..600 {
+        let metrics = client.metrics().await;
+        if metrics.contains("dbwarden_leases{state=\"pending\"} 0")
+            && metrics.contains("dbwarden_leases{state=\"revoking\"} 0")
         {
             settled = true;
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(settled, "pending leases were not recovered");
+    if !settled {
+        let metrics = client.metrics().await;
+        let states = lease_states(&client, &prefix).await;
+        let stuck: Vec<_> = states.iter().filter(|(_, s)| s != "active").collect();
+        let log = server.stop();
+        let tail: String = log.lines().rev().take(40).collect::<Vec<_>>().join("\n");
+        panic!(
+            "pending leases were not recovered: {stuck:?}\n{}\nlog tail (newest first):\n{tail}",
+            metrics
+                .lines()
+                .filter(|l| l.starts_with("dbwarden_leases"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
     server.stop();
 
     let store = Store::open_sqlite(&db_path).await.unwrap();

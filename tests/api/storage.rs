@@ -168,7 +168,7 @@ async fn exercise(store: &Store) {
             ("revoking".into(), 1)
         ]
     );
-    assert_eq!(store.release_pending_leases(7).await.unwrap(), 1);
+    assert_eq!(store.release_lease_claims(7).await.unwrap(), 1);
     assert_eq!(store.oldest_due(60).await.unwrap(), Some(7));
 
     store.set_token_expiry("tok", 100).await.unwrap();

@@ -33,6 +33,11 @@ fn free_port() -> u16 {
 impl Server {
     /// Starts `dbwarden server --dev` on a free port with a random root token.
     pub fn dev() -> Server {
+        Server::dev_with_args(&[])
+    }
+
+    /// Starts `dbwarden server --dev` with extra arguments (for example `--dev-plugin-dir`).
+    pub fn dev_with_args(extra: &[&str]) -> Server {
         let token = format!("root-{}", dbwarden_testkit::unique_name("t"));
         let log_dir = tempfile::tempdir().unwrap().keep();
         let log_path = log_dir.join("server.log");
@@ -45,6 +50,7 @@ impl Server {
                 "--dev-root-token-id",
                 &token,
             ])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log_path).unwrap())
             .spawn()
@@ -254,9 +260,37 @@ impl Client {
         (status, json)
     }
 
-    /// Waits (polling, up to 10 s) until a lease no longer exists; returns whether it went.
+    /// A client with a new child token holding `policies`.
+    pub async fn child(&self, policies: &[&str]) -> Client {
+        let created = self
+            .ok(
+                "POST",
+                "auth/token/create",
+                Some(serde_json::json!({ "policies": policies })),
+            )
+            .await;
+        self.with_token(created["auth"]["client_token"].as_str().unwrap())
+    }
+
+    /// The Prometheus metrics text.
+    pub async fn metrics(&self) -> String {
+        let mut req = self
+            .http
+            .get(format!("{}/v1/sys/metrics?format=prometheus", self.addr));
+        if let Some(t) = &self.token {
+            req = req.header("X-Vault-Token", t);
+        }
+        req.send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .unwrap_or_default()
+    }
+
+    /// Waits (polling, up to 30 s) until a lease no longer exists; returns whether it went.
     pub async fn wait_lease_gone(&self, lease_id: &str) -> bool {
-        for _ in 0..100 {
+        for _ in 0..300 {
             let (status, _) = self
                 .call(
                     "PUT",

@@ -5,6 +5,7 @@
 //! ran, so a creation dropped after `CREATE USER` can leave the user behind. The engine's
 //! pending lease covers it: its revocation (idempotent) removes the user.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -21,7 +22,8 @@ use serde_json::{Map, Value};
 
 use crate::Dialect;
 use crate::config::Settings;
-use crate::sql;
+use crate::dialect::DropForm;
+use crate::sql::{self, KillForm};
 use dbwarden_plugin::details::{MAX_ATTEMPTS, UsernameRules, backoff};
 
 /// One open MySQL connection configuration: a pool of admin connections.
@@ -31,6 +33,9 @@ pub(crate) struct MysqlBackend {
     opts: Opts,
     usernames: UsernameRules,
     admin_secrets: Vec<String>,
+    /// Index into [`Dialect::session_catalogs`] of the session view this server has;
+    /// `usize::MAX` until the first revocation finds out.
+    session_catalog: AtomicUsize,
 }
 
 /// Where a statement batch failed.
@@ -53,6 +58,7 @@ impl MysqlBackend {
             opts: settings.opts,
             usernames: settings.usernames,
             admin_secrets: settings.admin_secrets,
+            session_catalog: AtomicUsize::new(usize::MAX),
         })
     }
 
@@ -63,7 +69,7 @@ impl MysqlBackend {
     }
 
     fn message(&self, err: &mysql_async::Error, call: &[&str]) -> String {
-        redact(&sql::describe(err), &self.secrets(call))
+        redact(&sql::describe(self.dialect, err), &self.secrets(call))
     }
 
     async fn conn(&self, call: &[&str]) -> Result<Conn, BackendError> {
@@ -86,14 +92,66 @@ impl MysqlBackend {
         })
     }
 
+    /// The session ids of a user name, from the first of the dialect's session views this
+    /// server has (remembered after the first success), and how to kill them.
+    async fn sessions(
+        &self,
+        conn: &mut Conn,
+        user: &str,
+    ) -> Result<(Vec<u64>, KillForm), BackendError> {
+        let catalogs = self.dialect.session_catalogs();
+        let known = self.session_catalog.load(Ordering::Relaxed);
+        let candidates = if known < catalogs.len() {
+            known..known + 1
+        } else {
+            0..catalogs.len()
+        };
+        let mut last_error = None;
+        for index in candidates {
+            let catalog = catalogs[index];
+            match conn.exec(catalog.find, (user,)).await {
+                Ok(ids) => {
+                    if known != index {
+                        self.session_catalog.store(index, Ordering::Relaxed);
+                        tracing::info!(
+                            dialect = self.dialect.name(),
+                            query = catalog.find,
+                            "using this view to find sessions"
+                        );
+                    }
+                    return Ok((ids, catalog.kill));
+                }
+                Err(e) if sql::code(&e).is_some_and(sql::is_missing_view) => {
+                    tracing::debug!(query = catalog.find, error = %self.message(&e, &[]), "session view not usable here");
+                    last_error = Some(e);
+                }
+                Err(e) => {
+                    return Err(BackendError::Database(format!(
+                        "listing sessions: {}",
+                        self.message(&e, &[])
+                    )));
+                }
+            }
+        }
+        Err(BackendError::Database(format!(
+            "listing sessions: no session view of the {} dialect is usable here{}",
+            self.dialect.name(),
+            last_error
+                .map(|e| format!(": {}", self.message(&e, &[])))
+                .unwrap_or_default()
+        )))
+    }
+
     /// Kills every session of a user name; sessions that end meanwhile are fine.
     async fn kill_sessions(&self, conn: &mut Conn, user: &str) -> Result<usize, BackendError> {
-        let ids: Vec<u64> = conn.exec(sql::FIND_SESSIONS, (user,)).await.map_err(|e| {
-            BackendError::Database(format!("listing sessions: {}", self.message(&e, &[])))
-        })?;
+        let (ids, form) = self.sessions(conn, user).await?;
         let mut killed = 0;
         for id in ids {
-            match conn.exec_drop(sql::KILL, (id,)).await {
+            let Some(kill) = sql::kill_session(form, id) else {
+                tracing::warn!(user, id, "a session id out of range was not killed");
+                continue;
+            };
+            match conn.query_drop(kill.as_str()).await {
                 Ok(()) => killed += 1,
                 Err(e) if sql::code(&e) == Some(sql::ER_NO_SUCH_THREAD) => {}
                 Err(e) => {
@@ -114,27 +172,38 @@ impl MysqlBackend {
         conn.query_drop(stmt.as_str()).await
     }
 
-    /// dbwarden's default revocation, for every host of the name: lock all, kill sessions,
-    /// revoke and drop each, kill again (a session that slipped in before the lock).
+    /// dbwarden's default revocation ([`sql::default_revocation`]), for every host of the
+    /// name: lock all, kill sessions, revoke and drop each, kill again (a session that slipped
+    /// in before the lock).
     ///
     /// `ACCOUNT LOCK` and `REVOKE` failures are logged and passed over (old servers lack
     /// `ACCOUNT LOCK`; `DROP USER` removes the privileges anyway); a `DROP USER` failure is
-    /// the error.
+    /// the error, except "no such account" after a plain `DROP USER` (dropped meanwhile).
     async fn default_revoke(&self, conn: &mut Conn, user: &str) -> Result<(), BackendError> {
         let accounts = self.accounts(conn, user).await?;
-        for (u, h) in &accounts {
-            if let Err(e) = self.exec(conn, &sql::lock_account(u, h)).await {
+        let plan = sql::default_revocation(self.dialect, &accounts);
+        for (stmt, (u, h)) in plan.lock.iter().zip(&accounts) {
+            if let Err(e) = self.exec(conn, stmt).await {
                 tracing::warn!(user = %u, host = %h, error = %self.message(&e, &[]), "ACCOUNT LOCK failed");
             }
         }
         self.kill_sessions(conn, user).await?;
-        for (u, h) in &accounts {
-            if let Err(e) = self.exec(conn, &sql::revoke_all(u, h)).await {
+        for ((revoke, drop), (u, h)) in plan.remove.iter().zip(&accounts) {
+            if let Err(e) = self.exec(conn, revoke).await {
                 tracing::debug!(user = %u, host = %h, error = %self.message(&e, &[]), "REVOKE ALL failed");
             }
-            self.exec(conn, &sql::drop_user(u, h)).await.map_err(|e| {
-                BackendError::Database(format!("dropping '{u}'@'{h}': {}", self.message(&e, &[])))
-            })?;
+            match self.exec(conn, drop).await {
+                Ok(()) => {}
+                Err(e)
+                    if sql::code(&e) == Some(sql::ER_CANNOT_USER)
+                        && self.dialect.drop_form() == DropForm::Plain => {}
+                Err(e) => {
+                    return Err(BackendError::Database(format!(
+                        "dropping '{u}'@'{h}': {}",
+                        self.message(&e, &[])
+                    )));
+                }
+            }
         }
         self.kill_sessions(conn, user).await?;
         Ok(())
@@ -170,7 +239,7 @@ impl MysqlBackend {
             failure.index,
             total,
             self.message(&failure.error, call),
-            sql::is_transient(&failure.error),
+            sql::is_transient(self.dialect, &failure.error),
             MAX_ATTEMPTS,
         )
     }
@@ -183,7 +252,7 @@ impl MysqlBackend {
             let mut conn = self.conn(call).await?;
             match Self::try_batch(&mut conn, statements).await {
                 Ok(()) => return Ok(()),
-                Err(f) if sql::is_transient(&f.error) && attempt < MAX_ATTEMPTS => {
+                Err(f) if sql::is_transient(self.dialect, &f.error) && attempt < MAX_ATTEMPTS => {
                     drop(conn);
                     backoff(attempt).await;
                     attempt += 1;
@@ -196,10 +265,13 @@ impl MysqlBackend {
 
 #[async_trait]
 impl DatabaseBackend for MysqlBackend {
+    /// `mysql`, Vault's name for its MySQL driver, for every dialect: they share it.
     fn type_name(&self) -> &'static str {
-        match self.dialect {
-            Dialect::Mysql | Dialect::Legacy => "mysql",
-        }
+        "mysql"
+    }
+
+    fn default_password_policy(&self) -> Option<&'static str> {
+        self.dialect.default_password_policy()
     }
 
     fn generate_username(&self, meta: &UsernameMetadata) -> Result<String, BackendError> {
@@ -268,7 +340,7 @@ impl DatabaseBackend for MysqlBackend {
                     req.username
                 )));
             }
-            if sql::is_transient(&failure.error) && attempt < MAX_ATTEMPTS {
+            if sql::is_transient(self.dialect, &failure.error) && attempt < MAX_ATTEMPTS {
                 tracing::debug!(attempt, %error, "transient error, retrying the creation");
                 backoff(attempt).await;
                 attempt += 1;
@@ -286,7 +358,7 @@ impl DatabaseBackend for MysqlBackend {
         if let Some(change) = &req.password {
             let password = change.new_password.expose_secret();
             let templates = if change.statements.iter().all(|s| s.trim().is_empty()) {
-                vec![sql::DEFAULT_ROTATION.to_owned()]
+                vec![self.dialect.default_rotation().to_owned()]
             } else {
                 change.statements.clone()
             };

@@ -23,7 +23,7 @@ use mysql_async::{ClientIdentity, Opts, OptsBuilder, PoolConstraints, PoolOpts, 
 use serde_json::{Map, Value};
 
 use crate::Dialect;
-use dbwarden_plugin::details::{self, LengthUnit, PoolSettings, UsernameRules};
+use dbwarden_plugin::details::{self, PoolSettings, UsernameRules};
 
 /// Everything read from the connection details.
 pub(crate) struct Settings {
@@ -114,16 +114,29 @@ impl Settings {
 
         Ok(Settings {
             opts,
-            usernames: UsernameRules::from_details(
-                details,
-                dialect.default_username_template(),
-                dialect.max_username_chars(),
-                LengthUnit::Chars,
-                dialect.username_limit_name(),
-            )?,
+            usernames: username_rules(dialect, details)?,
             admin_secrets,
         })
     }
+}
+
+/// The dialect's username template, limit and alphabet.
+fn username_rules(
+    dialect: Dialect,
+    details: &Map<String, Value>,
+) -> Result<UsernameRules, BackendError> {
+    let (limit, unit) = dialect.username_limit();
+    let rules = UsernameRules::from_details(
+        details,
+        dialect.default_username_template(),
+        limit,
+        unit,
+        dialect.username_limit_name(),
+    )?;
+    Ok(match dialect.username_alphabet() {
+        Some((alphabet, rule)) => rules.with_alphabet(alphabet, rule),
+        None => rules,
+    })
 }
 
 /// Parses `[user[:password]@][net[(addr)]]/dbname[?param=value&...]` exactly as the Go MySQL

@@ -1,5 +1,6 @@
 //! The conformance suite and MySQL-specific behaviour, against the test MariaDB/MySQL server
-//! (see `dbwarden_testkit::TestMysql`).
+//! (see `dbwarden_testkit::TestMysql`) and a real OceanBase (seekdb, see
+//! `dbwarden_testkit::TestSeekdb`).
 
 use async_trait::async_trait;
 use chrono::Utc;
@@ -7,20 +8,30 @@ use dbwarden_plugin::conformance::{self, ConformanceTarget, SessionProbe, genera
 use dbwarden_plugin::{
     BackendError, DatabaseBackend, DeleteUserRequest, NewUserRequest, OpenRequest,
 };
-use dbwarden_testkit::{TestMysql, install_crypto_provider, unique_name};
+use dbwarden_testkit::{TestMysql, TestSeekdb, install_crypto_provider, unique_name};
 use mysql_async::prelude::Queryable as _;
 use secrecy::SecretString;
 use serde_json::{Map, Value, json};
 
-/// A database of its own on the shared server, with a readable table.
+/// A database of its own on a shared server, with a readable table.
 struct MysqlTarget {
     plugin: &'static str,
+    server: &'static TestMysql,
     db: String,
 }
 
 impl MysqlTarget {
+    /// On the shared MariaDB.
     async fn new(plugin: &'static str) -> Self {
-        let server = TestMysql::shared();
+        Self::on(plugin, TestMysql::shared()).await
+    }
+
+    /// On the shared seekdb (a real OceanBase).
+    async fn seekdb() -> Self {
+        Self::on("oceanbase-database-plugin", TestSeekdb::shared().server()).await
+    }
+
+    async fn on(plugin: &'static str, server: &'static TestMysql) -> Self {
         let db = server.create_database("cf_").await;
         let mut conn = server.connect().await;
         conn.query_drop(format!(
@@ -29,11 +40,11 @@ impl MysqlTarget {
         .await
         .unwrap();
         let _ = conn.disconnect().await;
-        MysqlTarget { plugin, db }
+        MysqlTarget { plugin, server, db }
     }
 
     async fn finish(self) {
-        TestMysql::shared().drop_database(&self.db).await;
+        self.server.drop_database(&self.db).await;
     }
 
     async fn open(&self, overrides: Value) -> Result<Box<dyn DatabaseBackend>, BackendError> {
@@ -55,7 +66,7 @@ impl MysqlTarget {
     }
 
     async fn accounts(&self, user: &str) -> Vec<(String, String)> {
-        let mut conn = TestMysql::shared().connect().await;
+        let mut conn = self.server.connect().await;
         let rows = conn
             .exec("SELECT user, host FROM mysql.user WHERE user = ?", (user,))
             .await
@@ -81,7 +92,7 @@ impl ConformanceTarget for MysqlTarget {
     }
 
     fn details(&self) -> Map<String, Value> {
-        let server = TestMysql::shared();
+        let server = self.server;
         json!({
             "connection_url": server.connection_url_template(&self.db),
             "username": server.admin_user(),
@@ -119,7 +130,8 @@ impl ConformanceTarget for MysqlTarget {
     }
 
     async fn login_and_query(&self, user: &str, password: &str) -> Result<(), String> {
-        let mut conn = TestMysql::shared()
+        let mut conn = self
+            .server
             .connect_as(user, password, Some(&self.db))
             .await
             .map_err(|e| e.to_string())?;
@@ -140,7 +152,8 @@ impl ConformanceTarget for MysqlTarget {
         user: &str,
         password: &str,
     ) -> Result<Box<dyn SessionProbe>, String> {
-        let conn = TestMysql::shared()
+        let conn = self
+            .server
             .connect_as(user, password, Some(&self.db))
             .await
             .map_err(|e| e.to_string())?;
@@ -177,6 +190,154 @@ async fn conformance_mysql_legacy() {
     install_crypto_provider();
     let target = MysqlTarget::new("mysql-legacy-database-plugin").await;
     conformance::run_all(&target, dbwarden_mysql::DESCRIPTOR.open).await;
+    target.finish().await;
+}
+
+/// MariaDB under its own name: an 80-character limit, run for real at the limit.
+#[tokio::test]
+async fn conformance_mariadb() {
+    install_crypto_provider();
+    let target = MysqlTarget::new("mariadb-database-plugin").await;
+    conformance::run_all(&target, dbwarden_mysql::DESCRIPTOR.open).await;
+    target.finish().await;
+}
+
+/// The whole kit against a real OceanBase: seekdb 1.4 (OceanBase 4.3.5.3, MySQL mode).
+#[tokio::test]
+async fn conformance_oceanbase_seekdb() {
+    install_crypto_provider();
+    eprintln!("seekdb: {}", TestSeekdb::shared().version());
+    let target = MysqlTarget::seekdb().await;
+    conformance::run_all(&target, dbwarden_mysql::DESCRIPTOR.open).await;
+    target.finish().await;
+}
+
+/// The MySQL-common part of TiDB on MariaDB: its 32-character names, Vault's statements, and
+/// the fallback session view (MariaDB has no `CLUSTER_PROCESSLIST`, so `KILL TIDB` never
+/// runs here; that syntax is covered by golden SQL only).
+#[tokio::test]
+async fn conformance_tidb_on_mariadb() {
+    install_crypto_provider();
+    let target = MysqlTarget::new("tidb-database-plugin").await;
+    conformance::run_all(&target, dbwarden_mysql::DESCRIPTOR.open).await;
+    target.finish().await;
+}
+
+/// The MySQL-common part of PolarDB-X on MariaDB: letters-and-digits names of 4 to 20,
+/// `SET PASSWORD` rotation, revocation without `ACCOUNT LOCK` and with a plain `DROP USER`.
+#[tokio::test]
+async fn conformance_polardbx_on_mariadb() {
+    install_crypto_provider();
+    let target = MysqlTarget::new("polardbx-database-plugin").await;
+    conformance::run_all(&target, dbwarden_mysql::DESCRIPTOR.open).await;
+    target.finish().await;
+}
+
+/// On OceanBase, `DROP USER` leaves the user's sessions working [V]; revocation kills them
+/// (through `information_schema.processlist`, since seekdb has no `GV$OB_PROCESSLIST`).
+#[tokio::test]
+async fn oceanbase_drop_user_alone_leaves_sessions_and_revocation_kills_them() {
+    install_crypto_provider();
+    let target = MysqlTarget::seekdb().await;
+    let backend = target.open(json!({})).await.unwrap();
+    let user = unique_name("obstray");
+    let password = generate_password();
+    backend
+        .new_user(new_user(&user, &password, target.creation_statements()))
+        .await
+        .unwrap();
+    let mut session = target.open_session(&user, &password).await.unwrap();
+    let mut admin = target.server.connect().await;
+    admin
+        .query_drop(format!("DROP USER '{user}'@'%'"))
+        .await
+        .unwrap();
+    assert!(
+        session.is_alive().await,
+        "OceanBase ended the session on DROP USER; the premise changed"
+    );
+    backend.delete_user(revoke(&user)).await.unwrap();
+    assert!(!session.is_alive().await, "the stray session survived");
+    let _ = admin.disconnect().await;
+    backend.close().await;
+    target.finish().await;
+}
+
+/// OceanBase's lock, as the default revocation renders it, refuses logins and shows in
+/// `mysql.user.account_locked` [V]; every host of the name is revoked.
+#[tokio::test]
+async fn oceanbase_lock_and_every_host() {
+    install_crypto_provider();
+    let target = MysqlTarget::seekdb().await;
+    let backend = target.open(json!({})).await.unwrap();
+    let user = unique_name("oblock");
+    let password = generate_password();
+    let statements = vec![
+        target.create_statement(),
+        "CREATE USER '{{name}}'@'10.1.2.%' IDENTIFIED BY '{{password}}'".to_owned(),
+    ];
+    backend
+        .new_user(new_user(&user, &password, statements))
+        .await
+        .unwrap();
+    assert_eq!(target.accounts(&user).await.len(), 2);
+    let plan = dbwarden_mysql::sql::default_revocation(
+        dbwarden_mysql::Dialect::OceanBase,
+        &[(user.clone(), "%".to_owned())],
+    );
+    let mut admin = target.server.connect().await;
+    admin.query_drop(plan.lock[0].as_str()).await.unwrap();
+    let locked: Option<String> = admin
+        .exec_first(
+            "SELECT account_locked FROM mysql.user WHERE user = ? AND host = '%'",
+            (&user,),
+        )
+        .await
+        .unwrap();
+    assert_eq!(locked.as_deref(), Some("Y"));
+    assert!(
+        target.login_and_query(&user, &password).await.is_err(),
+        "a locked account logged in"
+    );
+    backend.delete_user(revoke(&user)).await.unwrap();
+    assert!(target.accounts(&user).await.is_empty());
+    let _ = admin.disconnect().await;
+    backend.close().await;
+    target.finish().await;
+}
+
+/// OceanBase counts the name limit in bytes [V]: 21 three-byte characters (63 bytes) are
+/// created, 22 (66 bytes) are refused before any SQL runs.
+#[tokio::test]
+async fn oceanbase_limit_is_in_bytes() {
+    install_crypto_provider();
+    let target = MysqlTarget::seekdb().await;
+    let fits = "中".repeat(21);
+    let backend = target
+        .open(json!({"username_template": fits.clone()}))
+        .await
+        .unwrap();
+    let user = backend
+        .generate_username(&dbwarden_plugin::UsernameMetadata::default())
+        .unwrap();
+    let password = generate_password();
+    backend
+        .new_user(new_user(&user, &password, target.creation_statements()))
+        .await
+        .unwrap();
+    target.login_and_query(&user, &password).await.unwrap();
+    backend.delete_user(revoke(&user)).await.unwrap();
+    backend.close().await;
+    let too_long = target
+        .open(json!({"username_template": "中".repeat(22)}))
+        .await
+        .unwrap();
+    let err = too_long
+        .generate_username(&dbwarden_plugin::UsernameMetadata::default())
+        .unwrap_err();
+    assert!(err.to_string().contains("66 bytes"), "{err}");
+    assert!(err.to_string().contains("64 bytes"), "{err}");
+    too_long.close().await;
     target.finish().await;
 }
 

@@ -7,6 +7,7 @@
 //! half-done: the engine retries revocation, and every step is idempotent.
 
 use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -24,8 +25,10 @@ use serde_json::{Map, Value};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::config::{PasswordAuthentication, Settings};
-use crate::sql;
-use crate::{Dialect, tls};
+use crate::dialect::RevocationStyle;
+use crate::sql::{self, Catalog};
+use crate::tls::SslMode;
+use crate::{Dialect, gauss_auth, tls};
 use dbwarden_plugin::details::{MAX_ATTEMPTS, UsernameRules, backoff};
 
 /// One open PostgreSQL connection configuration: a pool of admin connections.
@@ -36,9 +39,13 @@ pub(crate) struct PostgresBackend {
     /// For [`DatabaseBackend::verify_connection`], which logs in afresh instead of reusing the pool.
     pg: tokio_postgres::Config,
     tls: MakeRustlsConnect,
+    ssl_mode: SslMode,
     password_authentication: PasswordAuthentication,
     usernames: UsernameRules,
     admin_secrets: Vec<String>,
+    /// Index into [`Dialect::catalogs`] of the catalog this server has; `usize::MAX` until
+    /// the first role lookup finds out.
+    catalog: AtomicUsize,
 }
 
 /// A pooled connection that is discarded instead of returned when enough are idle already
@@ -129,10 +136,74 @@ impl PostgresBackend {
             max_idle: settings.pool.max_idle,
             pg: settings.pg,
             tls,
+            ssl_mode: settings.ssl_mode,
             password_authentication: settings.password_authentication,
             usernames: settings.usernames,
             admin_secrets: settings.admin_secrets,
+            catalog: AtomicUsize::new(usize::MAX),
         })
+    }
+
+    /// The `Connect` error for a failed login; when the server failed it without an error of
+    /// its own, a probe checks for an openGauss authentication request and explains the fix.
+    async fn connect_error(&self, err: &tokio_postgres::Error, call: &[&str]) -> BackendError {
+        let message = self.message(err, call);
+        if gauss_auth::worth_probing(err)
+            && let Some(kind) = gauss_auth::probe(&self.pg, self.ssl_mode, &self.tls).await
+        {
+            return BackendError::Connect(format!("{message}; {}", kind.advice()));
+        }
+        BackendError::Connect(message)
+    }
+
+    /// The catalog to use: the one found before, or the first of the dialect's catalogs whose
+    /// role lookup the server accepts. Returns the role's oid and whether the admin already
+    /// has its privileges, or `None` if there is no such role.
+    async fn find_role(
+        &self,
+        client: &Object,
+        role: &str,
+    ) -> Result<(&'static Catalog, Option<(u32, bool)>), BackendError> {
+        let catalogs = self.dialect.catalogs();
+        let known = self.catalog.load(Ordering::Relaxed);
+        let candidates = if known < catalogs.len() {
+            known..known + 1
+        } else {
+            0..catalogs.len()
+        };
+        let mut last_error = None;
+        for index in candidates {
+            let catalog = catalogs[index];
+            match client.query_opt(catalog.find_role, &[&role]).await {
+                Ok(row) => {
+                    if known != index {
+                        self.catalog.store(index, Ordering::Relaxed);
+                        tracing::info!(
+                            dialect = self.dialect.name(),
+                            catalog = catalog.schema,
+                            "using this catalog for roles and sessions"
+                        );
+                    }
+                    return Ok((catalog, row.map(|r| (r.get(0), r.get(1)))));
+                }
+                Err(e)
+                    if e.code()
+                        .is_some_and(|state| sql::is_missing_catalog(state.code())) =>
+                {
+                    tracing::debug!(catalog = catalog.schema, error = %self.message(&e, &[]), "catalog not on this server");
+                    last_error = Some(e);
+                }
+                Err(e) => return Err(BackendError::Database(self.message(&e, &[]))),
+            }
+        }
+        Err(BackendError::Database(match last_error {
+            Some(e) => format!(
+                "none of the catalogs of the {} dialect is on this server: {}",
+                self.dialect.name(),
+                self.message(&e, &[])
+            ),
+            None => "no catalog to look roles up in".to_owned(),
+        }))
     }
 
     /// Every secret an error of this call might contain: the call's own plus the admin password.
@@ -154,7 +225,7 @@ impl PostgresBackend {
                 max_idle: self.max_idle,
             }),
             Err(deadpool_postgres::PoolError::Backend(e)) => {
-                Err(BackendError::Connect(self.message(&e, call)))
+                Err(self.connect_error(&e, call).await)
             }
             Err(deadpool_postgres::PoolError::Closed) => Err(BackendError::Database(
                 "the connection pool has been closed".into(),
@@ -270,20 +341,19 @@ impl PostgresBackend {
             .map_err(|e| BackendError::Database(self.message(&e, call)))
     }
 
-    /// Locks the role, takes its privileges if the admin lacks them, ends its sessions.
-    async fn lock_and_terminate(
+    /// Runs the access-cutting statements (privileges for the admin, lock), then ends the
+    /// role's sessions.
+    async fn cut_access_and_terminate(
         &self,
         client: &Object,
         role: &str,
-        admin_has_privileges: bool,
+        revocation: &sql::Revocation,
     ) -> Result<(), BackendError> {
-        if !admin_has_privileges {
-            self.exec(client, &sql::grant_role_to_admin(role), &[])
-                .await?;
+        for stmt in &revocation.cut_access {
+            self.exec(client, stmt, &[]).await?;
         }
-        self.exec(client, &sql::lock_role(role), &[]).await?;
         let terminated: i64 = client
-            .query_one(sql::TERMINATE_BY_NAME, &[&role])
+            .query_one(revocation.terminate, &[&role])
             .await
             .map_err(|e| {
                 BackendError::Database(format!("terminating sessions: {}", self.message(&e, &[])))
@@ -295,42 +365,43 @@ impl PostgresBackend {
         Ok(())
     }
 
-    /// dbwarden's default revocation, in this order:
-    /// 1. (autocommit) membership for a non-superuser admin, `NOLOGIN`, terminate sessions;
-    /// 2. (one transaction) `REASSIGN OWNED` to the admin, `DROP OWNED`, `DROP ROLE IF EXISTS`.
+    /// dbwarden's default revocation ([`sql::default_revocation`]), in this order:
+    /// 1. (autocommit) membership for a non-superuser admin, the lock, terminate sessions;
+    /// 2. (one transaction) hand over or drop what the role owns, drop the role.
     ///
     /// If step 2 fails (typically: privileges in another database), the role stays locked and
     /// without sessions, and the error says why it could not be dropped.
     async fn default_revoke(
         &self,
         role: &str,
-        admin_has_privileges: bool,
+        revocation: sql::Revocation,
     ) -> Result<(), BackendError> {
         {
+            // Returned to the pool before the transaction takes one: holding two connections
+            // per call could exhaust the pool under parallel revocations.
             let client = self.client(&[]).await?;
-            self.lock_and_terminate(&client, role, admin_has_privileges)
+            self.cut_access_and_terminate(&client, role, &revocation)
                 .await?;
         }
-        let statements = [
-            sql::reassign_owned(role),
-            sql::drop_owned(role),
-            sql::drop_role(role),
-        ];
-        match self.run_batch_raw(&statements, &[]).await {
+        let lock = match self.dialect.revocation_style() {
+            RevocationStyle::NoLoginReassignDrop => "NOLOGIN",
+            RevocationStyle::AccountLockDropCascade => "ACCOUNT LOCK",
+        };
+        match self.run_batch_raw(&revocation.remove, &[]).await {
             Ok(()) => Ok(()),
             Err(BatchError::Failed(f))
                 if f.error.code()
                     == Some(&tokio_postgres::error::SqlState::DEPENDENT_OBJECTS_STILL_EXIST) =>
             {
                 Err(BackendError::Database(format!(
-                    "role {role:?} is locked (NOLOGIN) and its sessions were terminated, but it cannot be \
+                    "role {role:?} is locked ({lock}) and its sessions were terminated, but it cannot be \
                      dropped: {}. REASSIGN OWNED and DROP OWNED only act on the connection's database; \
                      revoke the role's privileges in the other databases, or give the role revocation \
                      statements that do",
                     self.message(&f.error, &[])
                 )))
             }
-            Err(e) => Err(match self.batch_error(e, statements.len(), &[]) {
+            Err(e) => Err(match self.batch_error(e, revocation.remove.len(), &[]) {
                 BackendError::Statement { message, .. } => {
                     BackendError::Database(format!("revoking role {role:?}: {message}"))
                 }
@@ -347,7 +418,8 @@ impl PostgresBackend {
         &self,
         role: &str,
         oid: u32,
-        admin_has_privileges: bool,
+        catalog: &Catalog,
+        revocation: sql::Revocation,
         templates: &[String],
     ) -> Result<(), BackendError> {
         let statements = statement::render(
@@ -359,12 +431,12 @@ impl PostgresBackend {
         )?;
         {
             let client = self.client(&[]).await?;
-            self.lock_and_terminate(&client, role, admin_has_privileges)
+            self.cut_access_and_terminate(&client, role, &revocation)
                 .await?;
         }
         self.run_batch(&statements, &[]).await?;
         let client = self.client(&[]).await?;
-        match client.query_one(sql::TERMINATE_BY_OID, &[&oid]).await {
+        match client.query_one(catalog.terminate_by_oid, &[&oid]).await {
             Ok(row) => {
                 let n: i64 = row.get(0);
                 if n > 0 {
@@ -385,10 +457,13 @@ impl PostgresBackend {
 
 #[async_trait]
 impl DatabaseBackend for PostgresBackend {
+    /// `pgx`, Vault's name for its PostgreSQL driver, for every dialect: they share it.
     fn type_name(&self) -> &'static str {
-        match self.dialect {
-            Dialect::Postgres => "pgx",
-        }
+        "pgx"
+    }
+
+    fn default_password_policy(&self) -> Option<&'static str> {
+        self.dialect.default_password_policy()
     }
 
     fn generate_username(&self, meta: &UsernameMetadata) -> Result<String, BackendError> {
@@ -397,11 +472,10 @@ impl DatabaseBackend for PostgresBackend {
 
     /// Logs in afresh with the admin credential (not through the pool) and runs `SELECT 1`.
     async fn verify_connection(&self) -> Result<(), BackendError> {
-        let (client, connection) = self
-            .pg
-            .connect(self.tls.clone())
-            .await
-            .map_err(|e| BackendError::Connect(self.message(&e, &[])))?;
+        let (client, connection) = match self.pg.connect(self.tls.clone()).await {
+            Ok(pair) => pair,
+            Err(e) => return Err(self.connect_error(&e, &[]).await),
+        };
         let task = tokio::spawn(connection);
         let result = client
             .simple_query(sql::PING)
@@ -450,7 +524,7 @@ impl DatabaseBackend for PostgresBackend {
             let password = change.new_password.expose_secret();
             let substituted = self.password_for_statements(password).await?;
             let templates = if change.statements.iter().all(|s| s.trim().is_empty()) {
-                vec![sql::DEFAULT_ROTATION.to_owned()]
+                vec![self.dialect.default_rotation().to_owned()]
             } else {
                 change.statements.clone()
             };
@@ -467,7 +541,7 @@ impl DatabaseBackend for PostgresBackend {
         }
         if let Some(change) = &req.expiration {
             let templates = if change.statements.iter().all(|s| s.trim().is_empty()) {
-                vec![sql::DEFAULT_RENEW.to_owned()]
+                vec![self.dialect.default_renew().to_owned()]
             } else {
                 change.statements.clone()
             };
@@ -491,21 +565,18 @@ impl DatabaseBackend for PostgresBackend {
     /// statements are not run, so `DROP ROLE "x"` without `IF EXISTS` cannot fail a retry).
     async fn delete_user(&self, req: DeleteUserRequest) -> Result<(), BackendError> {
         let role = req.username.as_str();
-        let row = self
-            .client(&[])
-            .await?
-            .query_opt(sql::FIND_ROLE, &[&role])
-            .await
-            .map_err(|e| BackendError::Database(self.message(&e, &[])))?;
-        let Some(row) = row else {
+        let (catalog, found) = {
+            let client = self.client(&[]).await?;
+            self.find_role(&client, role).await?
+        };
+        let Some((oid, admin_has_privileges)) = found else {
             return Ok(());
         };
-        let oid: u32 = row.get(0);
-        let admin_has_privileges: bool = row.get(1);
+        let revocation = sql::default_revocation(self.dialect, catalog, role, admin_has_privileges);
         if req.statements.iter().all(|s| s.trim().is_empty()) {
-            self.default_revoke(role, admin_has_privileges).await
+            self.default_revoke(role, revocation).await
         } else {
-            self.custom_revoke(role, oid, admin_has_privileges, &req.statements)
+            self.custom_revoke(role, oid, catalog, revocation, &req.statements)
                 .await
         }
     }

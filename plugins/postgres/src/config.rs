@@ -137,7 +137,15 @@ impl Settings {
             .as_str()
         {
             "" | "password" => PasswordAuthentication::Password,
-            "scram-sha-256" => PasswordAuthentication::ScramSha256,
+            "scram-sha-256" if dialect.accepts_scram_verifiers() => {
+                PasswordAuthentication::ScramSha256
+            }
+            "scram-sha-256" => {
+                return Err(BackendError::InvalidConfig(format!(
+                    "password_authentication = \"scram-sha-256\" sends a PostgreSQL SCRAM verifier, which the {} dialect would store as the password itself; use \"password\"",
+                    dialect.name()
+                )));
+            }
             other => {
                 return Err(BackendError::InvalidConfig(format!(
                     "password_authentication must be \"password\" or \"scram-sha-256\", not {other:?}"
@@ -403,6 +411,16 @@ mod tests {
             s.password_authentication,
             PasswordAuthentication::ScramSha256
         );
+    }
+
+    #[test]
+    fn opengauss_refuses_scram_verifiers() {
+        let details = json!({"connection_url": "postgres://h/db", "password_authentication": "scram-sha-256"});
+        let err = Settings::from_details(Dialect::OpenGauss, details.as_object().unwrap())
+            .err()
+            .expect("openGauss with SCRAM verifiers must be refused");
+        assert!(matches!(err, BackendError::InvalidConfig(_)), "{err:?}");
+        assert!(Settings::from_details(Dialect::Kingbase, details.as_object().unwrap()).is_ok());
     }
 
     #[test]

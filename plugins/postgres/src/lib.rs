@@ -1,16 +1,20 @@
 //! dbwarden's backend for the PostgreSQL wire family (tokio-postgres, deadpool, rustls).
 //!
-//! | Dialect | `plugin_name` | Versions tested here | Username limit | Default username template |
+//! | Dialect | `plugin_name` | Run against a server here | Username limit | Default username template |
 //! |---|---|---|---|---|
-//! | PostgreSQL | `postgresql-database-plugin` | 15 | 63 bytes | Vault's (`v-<display 8>-<role 8>-<random 20>-<unix time>`) |
+//! | PostgreSQL | `postgresql-database-plugin` | PostgreSQL 15 | 63 bytes | Vault's (`v-<display 8>-<role 8>-<random 20>-<unix time>`) |
+//! | KingbaseES, HighGo, PolarDB for PostgreSQL | see [`dialect`] | the PostgreSQL-common part, on PostgreSQL 15 | 63 bytes | Vault's |
+//! | openGauss, GaussDB, Vastbase, MogDB | see [`dialect`] | no (golden SQL; authentication detection against a fake server) | 63 bytes | Vault's |
 //!
 //! | Feature | Behaviour |
 //! |---|---|
 //! | Issuance | In parallel, one pooled connection per call (pool: `max_open_connections`, default 4); all creation statements in one transaction; `40001`, `40P01` and "tuple concurrently updated" retried up to 5 times with jittered backoff |
-//! | `password_authentication` | `password` (default) or `scram-sha-256` (the verifier is computed here with `postgres-protocol`, in creation and rotation statements) |
-//! | Default rotation / renew | Vault's: `ALTER ROLE ... WITH PASSWORD`, `ALTER ROLE ... VALID UNTIL` |
-//! | Default revocation | lock (`NOLOGIN`), terminate sessions, `REASSIGN OWNED` to the admin, `DROP OWNED`, `DROP ROLE IF EXISTS`; a missing role is already revoked |
+//! | `password_authentication` | `password` (default) or `scram-sha-256` (the verifier is computed here with `postgres-protocol`, in creation and rotation statements; refused for openGauss) |
+//! | Default rotation / renew | per dialect: Vault's `ALTER ROLE ... WITH PASSWORD`, `ALTER ROLE ... VALID UNTIL`; openGauss `ALTER USER ... IDENTIFIED BY` |
+//! | Default revocation | lock (`NOLOGIN`; openGauss `ACCOUNT LOCK`), terminate sessions, then `REASSIGN OWNED` to the admin, `DROP OWNED`, `DROP ROLE IF EXISTS` (openGauss: `DROP USER IF EXISTS ... CASCADE`); a missing role is already revoked |
 //! | Custom revocation | lock and terminate sessions, then the role's statements in one transaction, then a final session sweep |
+//! | Default password policy | Vault's for PostgreSQL; [`dbwarden_plugin::complexity::COMMON_POLICY`] for the other dialects |
+//! | openGauss authentication | SHA256 / MD5_SHA256 / SM3 requests are detected and answered with the server setting that enables MD5 (see `gauss_auth`) |
 //! | TLS | libpq `sslmode` semantics, see [`tls`] |
 //!
 //! Limits worth knowing:
@@ -26,66 +30,42 @@
 //!   (`CREATE ROLE ... IN ROLE app_readonly`) avoids it.
 //! - An admin that is not a superuser needs `CREATEROLE`; the backend grants itself membership
 //!   in a role before revoking it, because `pg_terminate_backend` and `DROP OWNED` need the
-//!   role's privileges.
+//!   role's privileges. openGauss's admin must be a `SYSADMIN` instead.
 //!
-//! Layout: [`config`] reads the connection details, [`tls`] builds rustls configurations,
-//! `sql` holds the statements this backend writes itself, `backend` runs them.
+//! Layout: [`dialect`] holds what differs between members of the family, [`config`] reads
+//! the connection details, [`tls`] builds rustls configurations, [`sql`] holds the statements
+//! this backend writes itself (pure), `gauss_auth` recognises openGauss authentication
+//! requests, `backend` runs the SQL.
 
 mod backend;
 pub mod config;
-mod sql;
+pub mod dialect;
+mod gauss_auth;
+pub mod sql;
 pub mod tls;
+
+pub use dialect::Dialect;
 
 use dbwarden_plugin::{BackendDescriptor, BackendError, DatabaseBackend, OpenFuture, OpenRequest};
 
 /// The backend descriptor: the `plugin_name`s this crate serves and how to open one.
+///
+/// The list is every [`Dialect::plugin_names`]; a unit test keeps the two in step.
 pub static DESCRIPTOR: BackendDescriptor = BackendDescriptor {
-    plugin_names: &["postgresql-database-plugin"],
+    plugin_names: &[
+        "postgresql-database-plugin",
+        "kingbase-database-plugin",
+        "kingbasees-database-plugin",
+        "highgo-database-plugin",
+        "polardb-postgresql-database-plugin",
+        "polardb-pg-database-plugin",
+        "opengauss-database-plugin",
+        "gaussdb-database-plugin",
+        "vastbase-database-plugin",
+        "mogdb-database-plugin",
+    ],
     open,
 };
-
-/// A SQL personality inside the PostgreSQL wire family.
-///
-/// Only PostgreSQL itself exists today; Kingbase, HighGo, PolarDB-PG and openGauss will differ
-/// in catalog names, the session-kill function, limits and default templates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dialect {
-    /// PostgreSQL.
-    Postgres,
-}
-
-impl Dialect {
-    /// Maps a `plugin_name` to its dialect.
-    pub fn from_plugin_name(name: &str) -> Option<Self> {
-        match name {
-            "postgresql-database-plugin" => Some(Dialect::Postgres),
-            _ => None,
-        }
-    }
-
-    /// Vault's default username template for this dialect.
-    pub fn default_username_template(self) -> &'static str {
-        match self {
-            Dialect::Postgres => {
-                r#"{{ printf "v-%s-%s-%s-%s" (.DisplayName | truncate 8) (.RoleName | truncate 8) (random 20) (unix_time) | truncate 63 }}"#
-            }
-        }
-    }
-
-    /// The longest role name, in bytes (`NAMEDATALEN - 1`).
-    pub fn max_username_bytes(self) -> usize {
-        match self {
-            Dialect::Postgres => 63,
-        }
-    }
-
-    /// How error messages name the limit.
-    fn username_limit_name(self) -> &'static str {
-        match self {
-            Dialect::Postgres => "PostgreSQL's NAMEDATALEN-1",
-        }
-    }
-}
 
 fn open(req: OpenRequest) -> OpenFuture {
     Box::pin(async move {
@@ -108,10 +88,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn descriptor_names_map_to_dialects() {
-        for name in DESCRIPTOR.plugin_names {
-            assert!(Dialect::from_plugin_name(name).is_some(), "{name}");
-        }
-        assert_eq!(Dialect::from_plugin_name("mysql-database-plugin"), None);
+    fn descriptor_names_are_exactly_the_dialects_names() {
+        let mut from_dialects: Vec<&str> = Dialect::ALL
+            .iter()
+            .flat_map(|d| d.plugin_names().iter().copied())
+            .collect();
+        let mut listed = DESCRIPTOR.plugin_names.to_vec();
+        from_dialects.sort_unstable();
+        listed.sort_unstable();
+        assert_eq!(from_dialects, listed);
     }
 }

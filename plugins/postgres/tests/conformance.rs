@@ -16,6 +16,8 @@ GRANT SELECT ON conformance_t TO "{{name}}";"#;
 
 /// A database of the throwaway cluster with a readable table, and an admin for it.
 struct PgTarget {
+    /// The `plugin_name` (dialect) under test; stand-in dialects run on the same PostgreSQL.
+    plugin: &'static str,
     db: String,
     admin_user: String,
     admin_password: String,
@@ -26,6 +28,11 @@ struct PgTarget {
 impl PgTarget {
     /// A fresh database administered by the superuser.
     async fn superuser(extra: Value) -> Self {
+        Self::superuser_for("postgresql-database-plugin", extra).await
+    }
+
+    /// A fresh database administered by the superuser, opened with `plugin`.
+    async fn superuser_for(plugin: &'static str, extra: Value) -> Self {
         let pg = TempPostgres::shared();
         let db = unique_name("cf_");
         pg.create_database(&db).await;
@@ -37,6 +44,7 @@ impl PgTarget {
             .await
             .unwrap();
         PgTarget {
+            plugin,
             db,
             admin_user: pg.superuser().into(),
             admin_password: pg.superuser_password().into(),
@@ -65,7 +73,7 @@ impl PgTarget {
 
     fn descriptor_open(&self, details: Map<String, Value>) -> OpenRequest {
         OpenRequest {
-            plugin_name: "postgresql-database-plugin".into(),
+            plugin_name: self.plugin.into(),
             details,
             verify_connection: true,
         }
@@ -90,7 +98,7 @@ impl SessionProbe for PgSession {
 #[async_trait]
 impl ConformanceTarget for PgTarget {
     fn plugin_name(&self) -> &str {
-        "postgresql-database-plugin"
+        self.plugin
     }
 
     fn details(&self) -> Map<String, Value> {
@@ -127,7 +135,9 @@ impl ConformanceTarget for PgTarget {
     }
 
     fn max_username_len(&self) -> usize {
-        63
+        dbwarden_postgres::Dialect::from_plugin_name(self.plugin)
+            .unwrap()
+            .max_username_bytes()
     }
 
     async fn login_and_query(&self, user: &str, password: &str) -> Result<(), String> {
@@ -196,6 +206,44 @@ async fn conformance_createrole_admin() {
     install_crypto_provider();
     let target = PgTarget::createrole_admin().await;
     conformance::run_all(&target, dbwarden_postgres::DESCRIPTOR.open).await;
+}
+
+/// The PostgreSQL-common part of KingbaseES, HighGo and PolarDB for PostgreSQL runs on
+/// PostgreSQL: their statements are PostgreSQL's, and KingbaseES falls back from its
+/// `sys_catalog` names (not on this server) to `pg_catalog`. Their own syntax is covered by
+/// golden SQL only.
+async fn stand_in(plugin: &'static str, createrole_admin: bool) {
+    install_crypto_provider();
+    let mut target = if createrole_admin {
+        PgTarget::createrole_admin().await
+    } else {
+        PgTarget::superuser(json!({})).await
+    };
+    target.plugin = plugin;
+    conformance::run_all(&target, dbwarden_postgres::DESCRIPTOR.open).await;
+}
+
+#[tokio::test]
+async fn conformance_kingbase_on_postgresql() {
+    stand_in("kingbase-database-plugin", false).await;
+}
+
+/// KingbaseES's `sys_catalog` path always grants the admin the role's privileges first; on
+/// the fallback path a CREATEROLE admin needs them too.
+#[tokio::test]
+async fn conformance_kingbase_on_postgresql_createrole_admin() {
+    stand_in("kingbase-database-plugin", true).await;
+}
+
+#[tokio::test]
+async fn conformance_highgo_on_postgresql() {
+    stand_in("highgo-database-plugin", false).await;
+}
+
+/// PolarDB for PostgreSQL has no superuser: its privileged account is CREATEROLE-like.
+#[tokio::test]
+async fn conformance_polardb_pg_on_postgresql_createrole_admin() {
+    stand_in("polardb-postgresql-database-plugin", true).await;
 }
 
 #[tokio::test]

@@ -137,4 +137,16 @@ pub trait DatabaseBackend: Send + Sync + 'static {
 
     /// Closes the pool.
     async fn close(&self);
+
+    /// A password policy (Vault's HCL syntax) that satisfies the database's own complexity
+    /// rules, used when the connection names none; `None` keeps Vault's default policy.
+    fn default_password_policy(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// Whether this backend can no longer serve calls (an external plugin whose process has
+    /// exited); the engine then drops it from its cache and opens a new one.
+    fn is_closed(&self) -> bool {
+        false
+    }
 }

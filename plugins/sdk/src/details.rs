@@ -172,6 +172,34 @@ pub enum LengthUnit {
     Chars,
 }
 
+/// Characters a dialect accepts in user names, beyond the statement-safety rule every name
+/// must pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameAlphabet {
+    /// Whatever the database takes inside a quoted name.
+    Any,
+    /// An ASCII letter, then ASCII letters and digits, at least `min_len` characters in all
+    /// (PolarDB-X: 4 to 20 letters and digits, starting with a letter).
+    LetterThenAlphanumeric {
+        /// Fewest characters.
+        min_len: usize,
+    },
+}
+
+impl NameAlphabet {
+    /// Whether `name` is made of this alphabet.
+    pub fn admits(self, name: &str) -> bool {
+        match self {
+            NameAlphabet::Any => true,
+            NameAlphabet::LetterThenAlphanumeric { min_len } => {
+                name.chars().count() >= min_len
+                    && name.starts_with(|c: char| c.is_ascii_alphabetic())
+                    && name.chars().all(|c| c.is_ascii_alphanumeric())
+            }
+        }
+    }
+}
+
 /// The username template of one connection and the limit its names must respect.
 #[derive(Debug)]
 pub struct UsernameRules {
@@ -180,6 +208,9 @@ pub struct UsernameRules {
     unit: LengthUnit,
     /// Names the limit in error messages, e.g. "PostgreSQL's limit (NAMEDATALEN-1)".
     what: &'static str,
+    alphabet: NameAlphabet,
+    /// Describes `alphabet` in error messages.
+    alphabet_rule: &'static str,
 }
 
 impl UsernameRules {
@@ -205,7 +236,17 @@ impl UsernameRules {
             limit,
             unit,
             what,
+            alphabet: NameAlphabet::Any,
+            alphabet_rule: "",
         })
+    }
+
+    /// Also requires names to be made of `alphabet`; `rule` describes it in refusals (for
+    /// example "PolarDB-X: 4 to 20 letters and digits, starting with a letter").
+    pub fn with_alphabet(mut self, alphabet: NameAlphabet, rule: &'static str) -> Self {
+        self.alphabet = alphabet;
+        self.alphabet_rule = rule;
+        self
     }
 
     /// Renders a username and checks it: never longer than the limit (no silent truncation),
@@ -235,6 +276,12 @@ impl UsernameRules {
                  shorten username_template (for example with `| truncate {limit}`)",
                 limit = self.limit,
                 what = self.what,
+            )));
+        }
+        if !self.alphabet.admits(name) {
+            return Err(BackendError::InvalidRequest(format!(
+                "the generated username {name:?} breaks the user-name rule ({}); change username_template",
+                self.alphabet_rule
             )));
         }
         // The SDK's renderer owns the rule for what may be substituted into a statement;
@@ -389,6 +436,26 @@ mod tests {
             rules.generate(&meta("")),
             Err(BackendError::InvalidRequest(_))
         ));
+        let strict = UsernameRules::from_details(
+            &map(json!({"username_template": "{{ printf \"%s\" .RoleName }}"})),
+            "unused",
+            6,
+            LengthUnit::Chars,
+            "test limit",
+        )
+        .unwrap()
+        .with_alphabet(
+            NameAlphabet::LetterThenAlphanumeric { min_len: 4 },
+            "letters and digits",
+        );
+        assert_eq!(strict.generate(&meta("ab12")).unwrap(), "ab12");
+        for bad in ["ab1", "1abc", "ab-12", "abcü"] {
+            let err = strict.generate(&meta(bad)).unwrap_err();
+            assert!(
+                err.to_string().contains("letters and digits"),
+                "{bad}: {err}"
+            );
+        }
         let bad = UsernameRules::from_details(
             &map(json!({"username_template": "{{ .Nope"})),
             "unused",

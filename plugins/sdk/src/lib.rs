@@ -12,12 +12,17 @@
 //! - [`template`]: username templates with Vault's function set.
 //! - [`error`]: [`BackendError`], and redaction of secrets from server messages.
 //! - [`details`]: lenient reading of connection details, pool settings, username rules.
+//! - [`complexity`]: databases' password complexity rules and the dialects' default policy.
 //! - [`conformance`]: the test kit every backend runs against its real server.
+//! - [`external`]: out-of-process backends: the plugin protocol (`PROTOCOL.md`), the client
+//!   the server uses, and [`external::serve`], which makes any backend a plugin binary.
 
 pub mod backend;
+pub mod complexity;
 pub mod conformance;
 pub mod details;
 pub mod error;
+pub mod external;
 pub mod statement;
 pub mod template;
 

@@ -99,6 +99,12 @@ impl SqlBuilder {
         self
     }
 
+    /// Appends an integer (session ids, oids): digits only, so it needs no quoting.
+    pub fn integer(mut self, value: i64) -> Self {
+        self.sql.push_str(&value.to_string());
+        self
+    }
+
     /// Finishes the statement.
     pub fn finish(self) -> SqlText {
         SqlText(self.sql)

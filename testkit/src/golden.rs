@@ -1,0 +1,232 @@
+//! Golden files: rendered text compared with a checked-in copy under `testdata/`, and the
+//! transcript format the dialects' golden SQL is written in.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use dbwarden_plugin::BackendError;
+use dbwarden_plugin::complexity::PasswordRules;
+use dbwarden_plugin::statement::{self, StatementVars};
+
+/// Set to `1` to write the rendered text instead of comparing it.
+pub const BLESS_VAR: &str = "DBWARDEN_BLESS";
+
+/// A set of golden files checked together, so one run reports every difference.
+///
+/// Paths are relative to the workspace's `testdata/` directory. With `DBWARDEN_BLESS=1` the
+/// files are (re)written and the check passes; otherwise [`Golden::finish`] panics with the
+/// first differing line of each file that does not match.
+#[derive(Debug, Default)]
+pub struct Golden {
+    mismatches: Vec<String>,
+    checked: usize,
+}
+
+impl Golden {
+    /// An empty set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The workspace's `testdata/` directory.
+    pub fn testdata() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("testkit sits in the workspace root")
+            .join("testdata")
+    }
+
+    /// Compares (or, when blessing, writes) `testdata/<relative>`.
+    pub fn check(&mut self, relative: &str, actual: &str) {
+        self.checked += 1;
+        let path = Self::testdata().join(relative);
+        if std::env::var(BLESS_VAR).is_ok_and(|v| v == "1") {
+            if let Some(dir) = path.parent() {
+                fs::create_dir_all(dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
+            }
+            fs::write(&path, actual).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+            return;
+        }
+        let expected = match fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) => {
+                self.mismatches
+                    .push(format!("{relative}: cannot read ({e})"));
+                return;
+            }
+        };
+        if expected == actual {
+            return;
+        }
+        let (line, want, got) = expected
+            .lines()
+            .chain(std::iter::repeat("<end of file>"))
+            .zip(actual.lines().chain(std::iter::repeat("<end of file>")))
+            .enumerate()
+            .find(|(_, (a, b))| a != b)
+            .map(|(i, (a, b))| (i + 1, a.to_owned(), b.to_owned()))
+            .unwrap_or((0, String::new(), String::new()));
+        self.mismatches.push(format!(
+            "{relative}, line {line}:\n    golden:   {want}\n    rendered: {got}"
+        ));
+    }
+
+    /// Panics with every mismatch, if any.
+    pub fn finish(self) {
+        assert!(self.checked > 0, "no golden file was checked");
+        assert!(
+            self.mismatches.is_empty(),
+            "{} of {} golden files differ from the rendering (rerun with {BLESS_VAR}=1 to \
+             accept the new rendering, then review `git diff testdata/`):\n{}",
+            self.mismatches.len(),
+            self.checked,
+            self.mismatches.join("\n")
+        );
+    }
+}
+
+/// A golden SQL file being written: `--` comments and statements ending in `;`.
+#[derive(Debug)]
+pub struct Transcript {
+    out: String,
+}
+
+impl Transcript {
+    /// Starts a file with a header comment.
+    pub fn new(header: &str) -> Self {
+        let mut t = Transcript { out: String::new() };
+        t.comment(header);
+        t
+    }
+
+    /// A comment (each line prefixed with `-- `).
+    pub fn comment(&mut self, text: &str) {
+        for line in text.lines() {
+            self.out.push_str("-- ");
+            self.out.push_str(line);
+            self.out.push('\n');
+        }
+    }
+
+    /// A section: an empty line, then a comment.
+    pub fn section(&mut self, title: &str) {
+        self.out.push('\n');
+        self.comment(title);
+    }
+
+    /// One statement, terminated with `;`.
+    pub fn statement(&mut self, sql: &str) {
+        self.out.push_str(sql);
+        self.out.push_str(";\n");
+    }
+
+    /// Statement templates rendered with `vars`, or the refusal as a comment.
+    pub fn rendered(&mut self, templates: &[String], vars: &StatementVars<'_>) {
+        match statement::render(templates, vars) {
+            Ok(statements) if statements.is_empty() => self.comment("(no statements)"),
+            Ok(statements) => {
+                for sql in statements {
+                    self.statement(sql.as_str());
+                }
+            }
+            Err(e) => self.comment(&format!("refused: {e}")),
+        }
+    }
+
+    /// The file's text.
+    pub fn finish(self) -> String {
+        self.out
+    }
+}
+
+/// The `passwords.txt` golden file of a dialect: its database's rule and its default policy.
+pub fn password_summary(
+    dialect: &str,
+    generator: &str,
+    rules: &PasswordRules,
+    policy: Option<&str>,
+) -> String {
+    format!(
+        "# Passwords of the {dialect} dialect. Generated by {generator}.\n\
+         database rule: {} (length {}..={}, classes required {:?}, at least {} classes, specials {})\n\
+         default policy:{}\n",
+        rules.source,
+        rules.min_len,
+        rules.max_len,
+        rules.required,
+        rules.min_classes,
+        rules.specials.unwrap_or("any punctuation"),
+        policy
+            .map(|p| format!("\n{p}"))
+            .unwrap_or_else(|| " none: Vault's default (20 of [A-Za-z0-9-], one of each)".into()),
+    )
+}
+
+/// One line of a `usernames.txt` golden file: what `generate_username` made of a probe.
+pub fn username_line(label: &str, result: Result<String, BackendError>) -> String {
+    match result {
+        Ok(name) => format!(
+            "{label}: accepted ({} characters, {} bytes)\n",
+            name.chars().count(),
+            name.len()
+        ),
+        Err(e) => format!("{label}: refused: {e}\n"),
+    }
+}
+
+/// The fixed values golden SQL is rendered with.
+pub mod example {
+    use super::*;
+
+    /// A password that satisfies every dialect's rule and the statement-safety rule.
+    pub const PASSWORD: &str = "Xy7#mK2^pQ9@tR4%wZ1a";
+
+    /// The expiry substituted for `{{expiration}}`: 2030-01-01 00:00:00 UTC.
+    pub fn expiration() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_893_456_000, 0).expect("a valid timestamp")
+    }
+
+    /// User names that must be quoted, or refused, correctly: quotes, a backslash, LIKE
+    /// wildcards, non-ASCII, an injection attempt.
+    pub const HOSTILE_NAMES: &[&str] = &[
+        "it's",
+        "back\\slash",
+        "dq\"uote",
+        "back`tick",
+        "50%_off",
+        "用户-ü",
+        "x'); DROP TABLE t; --",
+    ];
+
+    /// Passwords that statement templates must refuse (they could end a quoted literal).
+    pub const HOSTILE_PASSWORDS: &[&str] = &["it's", "back\\slash", "dq\"uote", "nl\nline"];
+
+    /// Username templates that probe a dialect's limit and alphabet, as `(label, template)`,
+    /// for a limit of `limit` (characters or bytes).
+    pub fn username_probes(limit: usize) -> Vec<(String, String)> {
+        vec![
+            (format!("{limit} x 'v' (at the limit)"), "v".repeat(limit)),
+            (
+                format!("{} x 'v' (one over)", limit + 1),
+                "v".repeat(limit + 1),
+            ),
+            ("16 x 'ü' (16 characters, 32 bytes)".into(), "ü".repeat(16)),
+            (
+                "21 x '中' (21 characters, 63 bytes)".into(),
+                "中".repeat(21),
+            ),
+            (
+                "22 x '中' (22 characters, 66 bytes)".into(),
+                "中".repeat(22),
+            ),
+            ("dash and underscore".into(), "v-token_ro1".into()),
+            ("letters and digits".into(), "vtoken1".into()),
+            ("starts with a digit".into(), "1vtoken".into()),
+            ("three characters".into(), "vro".into()),
+            ("LIKE wildcards".into(), "v50%_off".into()),
+            ("single quote".into(), "v'x".into()),
+            ("backslash".into(), "v\\x".into()),
+        ]
+    }
+}
