@@ -1,11 +1,12 @@
-//! After logins through every method, neither the storage file nor the server log (at debug
-//! level) holds any of the secrets involved in clear.
+//! After logins through every method, neither the storage file, nor the server log (at debug
+//! level), nor the audit file holds any of the secrets involved in clear; and the audit
+//! file's chain verifies.
 
 use serde_json::json;
 
 use crate::auth_userpass::totp_code;
 use crate::k8s::{self, keys};
-use crate::support::{Server, operator_init, sqlite_config};
+use crate::support::{Server, operator_init, run_cli, sqlite_config};
 
 #[tokio::test]
 async fn no_login_secret_is_stored_or_logged_in_clear() {
@@ -19,6 +20,13 @@ async fn no_login_secret_is_stored_or_logged_in_clear() {
     let root = server.client();
     let anonymous = root.anonymous();
     let mut secrets: Vec<(&str, String)> = Vec::new();
+    let audit_path = dir.path().join("audit.log");
+    root.ok(
+        "PUT",
+        "sys/audit/file",
+        Some(json!({"type": "file", "options": {"file_path": audit_path.to_str().unwrap()}})),
+    )
+    .await;
 
     for (path, kind) in [
         ("approle", "approle"),
@@ -162,6 +170,14 @@ async fn no_login_secret_is_stored_or_logged_in_clear() {
     secrets.push(("root token", root_token.clone()));
 
     let log = server.stop();
+    let audit = std::fs::read_to_string(&audit_path).unwrap();
+    assert!(audit.contains("auth/approle/login") && audit.contains("auth/userpass/login/dba"));
+    assert!(
+        audit.contains("auth/kubernetes/login"),
+        "logins are audited"
+    );
+    let (code, stdout, stderr) = run_cli(&["audit", "verify", audit_path.to_str().unwrap()]);
+    assert_eq!(code, 0, "audit verify: {stdout} {stderr}");
     let mut storage = Vec::new();
     for entry in std::fs::read_dir(dir.path()).unwrap() {
         let path = entry.unwrap().path();
