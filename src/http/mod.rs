@@ -3,6 +3,7 @@
 //! Vault's envelope. Handlers return [`EngineError`], mapped to a status once in
 //! [`envelope::render_error`].
 
+mod auth;
 mod catalog;
 mod database;
 pub mod envelope;
@@ -103,6 +104,9 @@ fn needs_sudo(path: &str, op: Operation) -> bool {
         || path.starts_with("auth/token/revoke-orphan")
         || path == "sys/plugins/catalog"
         || path.starts_with("sys/plugins/catalog/")
+        // Vault's `auth/*` root path of the system backend: enabling, tuning and disabling
+        // login methods. Listing them (`sys/auth`) is not a root path.
+        || path.starts_with("sys/auth/")
 }
 
 /// Builds the router.
@@ -250,6 +254,15 @@ async fn serve(
     audit.data = request.data.0.clone();
     let token_text = client_token(headers);
     audit.client_token = token_text.clone();
+    // A login proves identity by its body, not by a token (hvac even sends a stale one,
+    // which is ignored and not recorded).
+    if auth::is_login(core, &request).await? {
+        audit.client_token = None;
+        audit.allowed = true;
+        core.audit.log_request(audit, None)?;
+        let response = route(core, &request).await?;
+        return wrap_if_asked(core, headers, &request.path, response).await;
+    }
     // A wrapping token is its own credential, for looking up and unwrapping itself only.
     if let Some(text) = &token_text
         && matches!(
@@ -277,6 +290,16 @@ async fn serve(
     audit.accessor = Some(token.accessor.clone());
     audit.display_name = token.display_name.clone();
     audit.policies = token.policies.clone();
+    if !crate::auth::cidr::allows(&token.bound_cidrs, remote) {
+        // The caller learns only "permission denied"; the reason stays in the server log.
+        tracing::warn!(
+            accessor = %token.accessor,
+            remote = ?remote,
+            path = %request.path,
+            "token used from outside its bound CIDRs"
+        );
+        return denied(core, audit);
+    }
     if request.op == Operation::Update && exists(core, &request).await? == Some(false) {
         request.op = Operation::Create;
     }
@@ -370,6 +393,10 @@ pub(crate) async fn replay(
         .ok_or_else(|| {
             EngineError::PermissionDenied("the requesting token is no longer valid".into())
         })?;
+    if !crate::auth::cidr::allows(&token.bound_cidrs, remote) {
+        tracing::warn!(accessor = %token.accessor, remote = ?remote, "approved request replayed from outside the token's bound CIDRs");
+        return Err(EngineError::PermissionDenied("permission denied".into()));
+    }
     let op = match pending.operation.as_str() {
         "read" => Operation::Read,
         "list" => Operation::List,
@@ -408,8 +435,11 @@ async fn exists(core: &Core, request: &Request) -> Result<Option<bool>> {
     if let Some(rest) = request.path.strip_prefix("sys/") {
         return sys::exists(core, rest).await;
     }
-    if request.path.starts_with("auth/") {
-        return Ok(None);
+    if let Some(below) = request.path.strip_prefix("auth/") {
+        if below == "token" || below.starts_with("token/") {
+            return Ok(None);
+        }
+        return auth::exists(core, below).await;
     }
     match crate::engine::mounts::resolve(core, &request.path).await? {
         Some((mount, rest)) => database::exists(core, &mount, &rest).await,
@@ -426,6 +456,9 @@ async fn route(core: &Core, request: &Request) -> Result<Response> {
     }
     if request.path == "auth/token" {
         return token::handle(core, request, "").await;
+    }
+    if let Some(below) = request.path.strip_prefix("auth/") {
+        return auth::handle(core, request, below).await;
     }
     match crate::engine::mounts::resolve(core, &request.path).await? {
         Some((mount, rest)) => database::handle(core, request, &mount, &rest).await,

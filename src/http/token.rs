@@ -132,7 +132,11 @@ async fn renew(core: &Core, req: &Request, entry: &TokenEntry) -> Result<Respons
 /// The `auth` block of a response. `client_token` is empty when renewing (Vault omits it
 /// only on lookups; renewals echo it, but dbwarden never holds the token to echo).
 pub fn auth_json(entry: &TokenEntry, client_token: &str) -> Value {
-    let now = chrono::Utc::now().timestamp();
+    // The block answers a creation, login or renewal that just set the expiry: report the
+    // TTL that was granted, measured from that moment, not from a clock that may have
+    // ticked into the next second since.
+    let granted_at = entry.last_renewal.unwrap_or(entry.creation_time);
+    let lease_duration = entry.expire_time.map_or(0, |e| (e - granted_at).max(0));
     let token_policies: Vec<&String> = entry.policies.iter().collect();
     json!({
         "client_token": client_token,
@@ -141,7 +145,7 @@ pub fn auth_json(entry: &TokenEntry, client_token: &str) -> Value {
         "token_policies": token_policies,
         "identity_policies": null,
         "metadata": entry.meta,
-        "lease_duration": entry.ttl(now),
+        "lease_duration": lease_duration,
         "renewable": entry.renewable,
         "entity_id": "",
         "token_type": "service",
@@ -174,5 +178,6 @@ fn lookup_data(entry: &TokenEntry) -> Value {
         "issue_time": chrono::DateTime::from_timestamp(entry.creation_time, 0).map(|t| t.to_rfc3339()),
         "renewable": entry.renewable,
         "last_renewal_time": entry.last_renewal,
+        "bound_cidrs": entry.bound_cidrs,
     })
 }

@@ -4,10 +4,15 @@
 
 mod access;
 mod audit;
+mod auth_approle;
+mod auth_kubernetes;
+mod auth_secrets;
+mod auth_userpass;
 mod dialects;
 mod external_plugin;
 mod faults;
 mod hvac;
+mod k8s;
 mod leases;
 mod mysql;
 mod oceanbase;

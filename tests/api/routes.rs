@@ -42,6 +42,42 @@ const ROUTES: &[(&str, &str)] = &[
     ("DELETE", "sys/audit/file"),
     ("POST", "sys/audit-hash/file"),
     ("POST", "sys/control-group/authorize"),
+    ("GET", "sys/auth"),
+    ("POST", "sys/auth/approle2"),
+    ("GET", "sys/auth/approle"),
+    ("DELETE", "sys/auth/approle"),
+    ("GET", "sys/auth/approle/tune"),
+    ("POST", "sys/auth/approle/tune"),
+    ("LIST", "auth/approle/role"),
+    ("GET", "auth/approle/role/r"),
+    ("POST", "auth/approle/role/r"),
+    ("DELETE", "auth/approle/role/r"),
+    ("GET", "auth/approle/role/r/role-id"),
+    ("POST", "auth/approle/role/r/role-id"),
+    ("POST", "auth/approle/role/r/secret-id"),
+    ("LIST", "auth/approle/role/r/secret-id"),
+    ("POST", "auth/approle/role/r/custom-secret-id"),
+    ("POST", "auth/approle/role/r/secret-id/lookup"),
+    ("POST", "auth/approle/role/r/secret-id/destroy"),
+    ("POST", "auth/approle/role/r/secret-id-accessor/lookup"),
+    ("POST", "auth/approle/role/r/secret-id-accessor/destroy"),
+    ("POST", "auth/approle/tidy/secret-id"),
+    ("GET", "auth/kubernetes/config"),
+    ("POST", "auth/kubernetes/config"),
+    ("LIST", "auth/kubernetes/role"),
+    ("GET", "auth/kubernetes/role/r"),
+    ("POST", "auth/kubernetes/role/r"),
+    ("DELETE", "auth/kubernetes/role/r"),
+    ("LIST", "auth/userpass/users"),
+    ("GET", "auth/userpass/users/u"),
+    ("POST", "auth/userpass/users/u"),
+    ("DELETE", "auth/userpass/users/u"),
+    ("POST", "auth/userpass/users/u/password"),
+    ("POST", "auth/userpass/users/u/policies"),
+    ("GET", "auth/userpass/users/u/totp"),
+    ("POST", "auth/userpass/users/u/totp"),
+    ("DELETE", "auth/userpass/users/u/totp"),
+    ("POST", "auth/userpass/users/u/unlock"),
     ("POST", "auth/token/create"),
     ("POST", "auth/token/create-orphan"),
     ("POST", "auth/token/lookup"),
@@ -91,6 +127,15 @@ const DEFAULT_ALLOWED: &[&str] = &[
 async fn every_route_refuses_missing_and_insufficient_tokens() {
     let server = Server::dev();
     let root = server.client();
+    // Mounted login methods, so their paths reach real handlers.
+    for kind in ["approle", "kubernetes", "userpass"] {
+        root.ok(
+            "POST",
+            &format!("sys/auth/{kind}"),
+            Some(json!({"type": kind})),
+        )
+        .await;
+    }
     let created = root
         .ok(
             "POST",
@@ -114,6 +159,16 @@ async fn every_route_refuses_missing_and_insufficient_tokens() {
             status, 403,
             "{method} {path} with only the default policy: {body}"
         );
+    }
+    // Logins are the only unauthenticated paths below auth/: they answer without a token
+    // (here 400, for the missing credentials), even for a token-less caller.
+    for (method, path) in [
+        ("POST", "auth/approle/login"),
+        ("POST", "auth/kubernetes/login"),
+        ("POST", "auth/userpass/login/u"),
+    ] {
+        let (status, body) = anonymous.call(method, path, Some(json!({}))).await;
+        assert_eq!(status, 400, "{method} {path} without a token: {body}");
     }
     // And the default policy's own paths work for that token, but not anonymously.
     for path in ["auth/token/lookup-self"] {
