@@ -593,15 +593,13 @@ fn parse_networks(value: &Value, path: &str) -> Result<Vec<ipnet::IpNet>, Policy
     string_list(value, "allowed_source_networks", path)?
         .iter()
         .map(|n| {
-            n.parse::<ipnet::IpNet>()
-                .or_else(|_| n.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                .map_err(|_| {
-                    invalid_value(
-                        "allowed_source_networks",
-                        path,
-                        "CIDR networks such as \"10.0.0.0/8\"",
-                    )
-                })
+            super::cidr::parse(n).map_err(|_| {
+                invalid_value(
+                    "allowed_source_networks",
+                    path,
+                    "CIDR networks such as \"10.0.0.0/8\"",
+                )
+            })
         })
         .collect()
 }
