@@ -14,11 +14,14 @@
 //! Backends (one crate per database family) live under `plugins/` and implement
 //! [`dbwarden_plugin::DatabaseBackend`].
 
+pub mod agent;
 pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod core;
 pub mod crypto;
+#[cfg(feature = "csi")]
+pub mod csi;
 pub mod engine;
 pub mod http;
 pub mod operator;

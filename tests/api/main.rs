@@ -2,6 +2,7 @@
 //! One test binary (with modules) to keep link time down on small machines.
 
 mod access;
+mod agent;
 mod audit;
 mod faults;
 mod hvac;

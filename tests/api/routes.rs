@@ -92,18 +92,28 @@ async fn every_route_refuses_missing_and_insufficient_tokens() {
     let server = Server::dev();
     let root = server.client();
     let created = root
-        .ok("POST", "auth/token/create", Some(json!({"policies": ["default"]})))
+        .ok(
+            "POST",
+            "auth/token/create",
+            Some(json!({"policies": ["default"]})),
+        )
         .await;
     let limited = root.with_token(created["auth"]["client_token"].as_str().unwrap());
     let mut anonymous = root.clone();
     anonymous.token = None;
     for (method, path) in ROUTES {
         let bare = path.split('?').next().unwrap();
-        assert!(!DEFAULT_ALLOWED.contains(&bare), "{path} is granted by default; test it elsewhere");
+        assert!(
+            !DEFAULT_ALLOWED.contains(&bare),
+            "{path} is granted by default; test it elsewhere"
+        );
         let (status, body) = anonymous.call(method, path, Some(json!({}))).await;
         assert_eq!(status, 403, "{method} {path} without a token: {body}");
         let (status, body) = limited.call(method, path, Some(json!({}))).await;
-        assert_eq!(status, 403, "{method} {path} with only the default policy: {body}");
+        assert_eq!(
+            status, 403,
+            "{method} {path} with only the default policy: {body}"
+        );
     }
     // And the default policy's own paths work for that token, but not anonymously.
     for path in ["auth/token/lookup-self"] {
