@@ -41,6 +41,8 @@ pub struct Core {
     pub rotation_wake: tokio::sync::Notify,
     /// The Prometheus recorder's handle, when metrics are enabled (the server installs it).
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// Caches and locks of the auth methods (JWKS keys, login bookkeeping).
+    pub auth: crate::auth::AuthState,
 }
 
 impl std::fmt::Debug for Core {
@@ -117,6 +119,7 @@ impl Core {
             audit: crate::audit::Broker::default(),
             rotation_wake: tokio::sync::Notify::new(),
             metrics: None,
+            auth: crate::auth::AuthState::default(),
         }
     }
 

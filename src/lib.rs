@@ -4,7 +4,8 @@
 //! - [`http`]: the only module that knows HTTP: Vault's envelope, verbs, field coercion,
 //!   token and ACL checks, and the mapping of errors to statuses.
 //! - [`engine`]: mounts, connections, roles, credential issuance, leases and their worker.
-//! - [`auth`]: tokens and ACL policies.
+//! - [`auth`]: tokens, ACL policies, and the login methods mounted through `sys/auth`
+//!   (AppRole, Kubernetes, userpass with TOTP) that issue tokens.
 //! - [`audit`]: audit devices, HMAC of secrets, the hash chain and its verifier.
 //! - [`crypto`]: the barrier (AES-256-GCM), the seal, password generation.
 //! - [`storage`]: dbwarden's own storage (SQLite or PostgreSQL through sqlx).

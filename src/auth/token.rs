@@ -52,6 +52,13 @@ pub struct TokenEntry {
     pub path: String,
     /// Unix seconds of the last renewal.
     pub last_renewal: Option<i64>,
+    /// Networks the token may be used from; empty means anywhere. Checked on every request.
+    #[serde(default)]
+    pub bound_cidrs: Vec<String>,
+    /// The longest life renewals may give it, seconds from creation (0 = the system
+    /// maximum). Set from an auth method's `token_max_ttl`.
+    #[serde(default)]
+    pub max_ttl: i64,
 }
 
 impl TokenEntry {
@@ -161,6 +168,8 @@ pub async fn create_root(
         renewable: false,
         path: "auth/token/root".into(),
         last_renewal: None,
+        bound_cidrs: Vec::new(),
+        max_ttl: 0,
     };
     persist_new(core, &entry).await?;
     Ok((token, entry))
@@ -276,6 +285,125 @@ pub async fn create(
         renewable: req.renewable.unwrap_or(true) && expire_time.is_some(),
         path: "auth/token/create".into(),
         last_renewal: None,
+        // A child never escapes its parent's networks: otherwise a CIDR-bound token could
+        // mint an unbound one and use it from anywhere.
+        bound_cidrs: parent.bound_cidrs.clone(),
+        max_ttl: 0,
+    };
+    persist_new(core, &entry).await?;
+    Ok((token, entry))
+}
+
+/// What an auth method's login asks for: the role's `token_*` settings, resolved against
+/// the mount, plus who logged in.
+#[derive(Debug, Default, Clone)]
+pub struct LoginToken {
+    /// Policies of the role or user.
+    pub policies: Vec<String>,
+    /// Do not add the `default` policy.
+    pub no_default_policy: bool,
+    /// `token_ttl`, seconds (0 = the mount's default, else the system default).
+    pub ttl: i64,
+    /// `token_max_ttl`, seconds (0 = the mount's max, else the system max).
+    pub max_ttl: i64,
+    /// `token_explicit_max_ttl`, seconds (0 = none).
+    pub explicit_max_ttl: i64,
+    /// `token_period`, seconds (0 = not periodic).
+    pub period: i64,
+    /// `token_num_uses` (0 = unlimited).
+    pub num_uses: i64,
+    /// `token_bound_cidrs`.
+    pub bound_cidrs: Vec<String>,
+    /// The mount's default TTL, seconds (0 = system default).
+    pub mount_default_ttl: i64,
+    /// The mount's max TTL, seconds (0 = system max).
+    pub mount_max_ttl: i64,
+    /// Display name, already prefixed with the mount (`approle`, `userpass-alice`).
+    pub display_name: String,
+    /// Metadata shown in lookups and the `auth` block.
+    pub meta: BTreeMap<String, String>,
+    /// The login path (`auth/approle/login`), used to revoke by mount.
+    pub path: String,
+}
+
+/// Issues an orphan token for a successful login, with Vault's TTL rules for auth methods:
+/// the role's TTL or the mount's default, clamped to the role's max or the mount's max (a
+/// periodic token renews to its period with no max, unless an explicit max is set).
+pub async fn create_login(core: &Core, req: LoginToken) -> Result<(Zeroizing<String>, TokenEntry)> {
+    let mut policies: Vec<String> = req
+        .policies
+        .iter()
+        .map(|p| p.trim().to_lowercase())
+        .filter(|p| !p.is_empty())
+        .collect();
+    if policies.iter().any(|p| p == "root") {
+        // Vault refuses this too: a login must never mint a root token.
+        return Err(invalid(
+            "auth methods cannot issue tokens with the root policy",
+        ));
+    }
+    if !req.no_default_policy && !policies.iter().any(|p| p == "default") {
+        policies.push("default".into());
+    }
+    policies.sort();
+    policies.dedup();
+    for (name, v) in [
+        ("token_ttl", req.ttl),
+        ("token_max_ttl", req.max_ttl),
+        ("token_explicit_max_ttl", req.explicit_max_ttl),
+        ("token_period", req.period),
+        ("token_num_uses", req.num_uses),
+    ] {
+        if v < 0 {
+            return Err(invalid(format!("{name} must not be negative")));
+        }
+    }
+    let mount_max = if req.mount_max_ttl > 0 {
+        req.mount_max_ttl.min(SYSTEM_MAX_TTL)
+    } else {
+        SYSTEM_MAX_TTL
+    };
+    let max_ttl = if req.max_ttl > 0 {
+        req.max_ttl.min(mount_max)
+    } else {
+        mount_max
+    };
+    let mut ttl = if req.period > 0 {
+        req.period
+    } else if req.ttl > 0 {
+        req.ttl
+    } else if req.mount_default_ttl > 0 {
+        req.mount_default_ttl
+    } else {
+        SYSTEM_MAX_TTL
+    };
+    if req.period == 0 {
+        ttl = ttl.min(max_ttl);
+    }
+    if req.explicit_max_ttl > 0 {
+        ttl = ttl.min(req.explicit_max_ttl);
+    }
+    let now = Utc::now().timestamp();
+    let token = new_token();
+    let entry = TokenEntry {
+        id_hmac: core.hmac(&token),
+        accessor: crate::crypto::random_base62(24),
+        policies,
+        parent: None,
+        display_name: req.display_name,
+        meta: req.meta,
+        num_uses: req.num_uses,
+        orphan: true,
+        creation_time: now,
+        creation_ttl: ttl,
+        explicit_max_ttl: req.explicit_max_ttl,
+        expire_time: Some(now + ttl),
+        period: req.period,
+        renewable: true,
+        path: req.path,
+        last_renewal: None,
+        bound_cidrs: req.bound_cidrs,
+        max_ttl,
     };
     persist_new(core, &entry).await?;
     Ok((token, entry))
@@ -346,7 +474,12 @@ pub async fn renew(
         increment.filter(|i| *i > 0).unwrap_or(entry.creation_ttl)
     };
     let mut warning = None;
-    let mut max_valid = entry.creation_time + SYSTEM_MAX_TTL;
+    let max_ttl = if entry.max_ttl > 0 {
+        entry.max_ttl
+    } else {
+        SYSTEM_MAX_TTL
+    };
+    let mut max_valid = entry.creation_time + max_ttl;
     if entry.explicit_max_ttl > 0 {
         max_valid = max_valid.min(entry.creation_time + entry.explicit_max_ttl);
     }
@@ -408,6 +541,23 @@ async fn revoke_one(core: &Core, id_hmac: &str) -> Result<()> {
     core.delete(&id_key(id_hmac)).await?;
     core.store.delete_token_expiry(id_hmac).await?;
     Ok(())
+}
+
+/// Revokes every token created through a path below `prefix` (an auth mount being
+/// disabled). Tokens are not indexed by path, so this reads them all: disabling a method is
+/// rare, and an index would have to be kept right on every revocation.
+pub async fn revoke_by_path_prefix(core: &Core, prefix: &str) -> Result<usize> {
+    let mut revoked = 0;
+    for id_hmac in core.list("token/id/").await? {
+        let Some(entry) = core.get_json::<TokenEntry>(&id_key(&id_hmac)).await? else {
+            continue;
+        };
+        if entry.path.starts_with(prefix) {
+            revoke_tree(core, &entry).await?;
+            revoked += 1;
+        }
+    }
+    Ok(revoked)
 }
 
 /// Lists all accessors (for `auth/token/accessors`).

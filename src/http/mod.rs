@@ -3,6 +3,7 @@
 //! Vault's envelope. Handlers return [`EngineError`], mapped to a status once in
 //! [`envelope::render_error`].
 
+mod auth;
 mod database;
 pub mod envelope;
 pub mod fields;
@@ -100,6 +101,9 @@ fn needs_sudo(path: &str, op: Operation) -> bool {
         || (op == Operation::List && (path.starts_with("sys/leases/lookup")))
         || path.starts_with("auth/token/accessors")
         || path.starts_with("auth/token/revoke-orphan")
+        // Vault's `auth/*` root path of the system backend: enabling, tuning and disabling
+        // login methods. Listing them (`sys/auth`) is not a root path.
+        || path.starts_with("sys/auth/")
 }
 
 /// Builds the router.
@@ -245,6 +249,13 @@ async fn serve(
     audit.operation = operation_name(request.op).to_owned();
     audit.path = request.path.clone();
     audit.data = request.data.0.clone();
+    // A login proves identity by its body, not by a token (hvac even sends a stale one).
+    // It is audited like any request (the audit HMACs the JWT or secret id in the body).
+    if auth::is_login(core, &request).await? {
+        audit.allowed = true;
+        core.audit.log_request(audit, None)?;
+        return route(core, &request).await;
+    }
     let token_text = client_token(headers);
     audit.client_token = token_text.clone();
     // A wrapping token is its own credential, for looking up and unwrapping itself only.
@@ -274,6 +285,16 @@ async fn serve(
     audit.accessor = Some(token.accessor.clone());
     audit.display_name = token.display_name.clone();
     audit.policies = token.policies.clone();
+    if !crate::auth::cidr::allows(&token.bound_cidrs, remote) {
+        // The caller learns only "permission denied"; the reason stays in the server log.
+        tracing::warn!(
+            accessor = %token.accessor,
+            remote = ?remote,
+            path = %request.path,
+            "token used from outside its bound CIDRs"
+        );
+        return denied(core, audit);
+    }
     if request.op == Operation::Update && exists(core, &request).await? == Some(false) {
         request.op = Operation::Create;
     }
@@ -405,8 +426,11 @@ async fn exists(core: &Core, request: &Request) -> Result<Option<bool>> {
     if let Some(rest) = request.path.strip_prefix("sys/") {
         return sys::exists(core, rest).await;
     }
-    if request.path.starts_with("auth/") {
-        return Ok(None);
+    if let Some(below) = request.path.strip_prefix("auth/") {
+        if below == "token" || below.starts_with("token/") {
+            return Ok(None);
+        }
+        return auth::exists(core, below).await;
     }
     match crate::engine::mounts::resolve(core, &request.path).await? {
         Some((mount, rest)) => database::exists(core, &mount, &rest).await,
@@ -423,6 +447,9 @@ async fn route(core: &Core, request: &Request) -> Result<Response> {
     }
     if request.path == "auth/token" {
         return token::handle(core, request, "").await;
+    }
+    if let Some(below) = request.path.strip_prefix("auth/") {
+        return auth::handle(core, request, below).await;
     }
     match crate::engine::mounts::resolve(core, &request.path).await? {
         Some((mount, rest)) => database::handle(core, request, &mount, &rest).await,

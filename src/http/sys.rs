@@ -36,6 +36,7 @@ pub async fn handle(core: &Core, req: &Request, rest: &str) -> Result<Response> 
             json!({"ha_enabled": false, "is_self": true, "leader_address": ""}),
         )),
         "mounts" => mount_routes(core, req, tail).await,
+        "auth" => super::auth::sys_routes(core, req, tail).await,
         "policy" => legacy_policy(core, req, tail).await,
         "policies" => match split_first(tail) {
             ("acl", name) => acl_policy(core, req, name).await,

@@ -174,5 +174,6 @@ fn lookup_data(entry: &TokenEntry) -> Value {
         "issue_time": chrono::DateTime::from_timestamp(entry.creation_time, 0).map(|t| t.to_rfc3339()),
         "renewable": entry.renewable,
         "last_renewal_time": entry.last_renewal,
+        "bound_cidrs": entry.bound_cidrs,
     })
 }

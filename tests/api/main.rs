@@ -4,8 +4,13 @@
 mod access;
 mod agent;
 mod audit;
+mod auth_approle;
+mod auth_kubernetes;
+mod auth_secrets;
+mod auth_userpass;
 mod faults;
 mod hvac;
+mod k8s;
 mod leases;
 mod mysql;
 mod policy;

@@ -211,6 +211,26 @@ impl Client {
         }
     }
 
+    /// The same server and token, but connecting from another local address (for example
+    /// `127.0.0.2`, which every Linux loopback interface answers), to test CIDR bindings.
+    pub fn bound_to(&self, local: std::net::IpAddr) -> Client {
+        Client {
+            http: reqwest::Client::builder()
+                .local_address(local)
+                .build()
+                .unwrap(),
+            ..self.clone()
+        }
+    }
+
+    /// The same server without any token (logins, and checks that a token is required).
+    pub fn anonymous(&self) -> Client {
+        Client {
+            token: None,
+            ..self.clone()
+        }
+    }
+
     /// Sends a request; returns the status and the JSON body (`Null` when empty).
     pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
