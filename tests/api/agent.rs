@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use dbwarden_testkit::TempPostgres;
 use serde_json::{Value, json};
 
+use crate::k8s;
 use crate::postgres::{prepare_db, register};
 use crate::support::{Client, Server};
 
@@ -102,14 +103,63 @@ path "sys/leases/revoke" {{ capabilities = ["update"] }}"#
     )
 }
 
-/// Creates a token holding the agent policy for `role`.
-pub async fn agent_token(root: &Client, role: &str) -> String {
+/// Stores the agent policy for `role` as `agent-<role>`.
+pub async fn create_agent_policy(root: &Client, role: &str) {
     root.ok(
         "PUT",
         &format!("sys/policies/acl/agent-{role}"),
         Some(json!({ "policy": agent_policy(role) })),
     )
     .await;
+}
+
+/// Enables Kubernetes auth trusting the test RSA and EC keys, with role `k8s_role` bound to
+/// ServiceAccount `ns/sa`, audience `audience`, and policy `agent-<db_role>`.
+pub async fn kubernetes_auth(
+    root: &Client,
+    k8s_role: &str,
+    ns: &str,
+    sa: &str,
+    audience: &str,
+    db_role: &str,
+) {
+    create_agent_policy(root, db_role).await;
+    let (status, _) = root.call("GET", "auth/kubernetes/config", None).await;
+    if status != 200 {
+        root.ok(
+            "POST",
+            "sys/auth/kubernetes",
+            Some(json!({"type": "kubernetes"})),
+        )
+        .await;
+        let k = k8s::keys();
+        root.ok(
+            "POST",
+            "auth/kubernetes/config",
+            Some(json!({
+                "kubernetes_host": "https://127.0.0.1:1",
+                "pem_keys": [k.rsa.public_pem, k.ec.public_pem],
+            })),
+        )
+        .await;
+    }
+    root.ok(
+        "POST",
+        &format!("auth/kubernetes/role/{k8s_role}"),
+        Some(json!({
+            "bound_service_account_names": [sa],
+            "bound_service_account_namespaces": [ns],
+            "audience": audience,
+            "token_policies": [format!("agent-{db_role}")],
+            "token_ttl": "1h",
+        })),
+    )
+    .await;
+}
+
+/// Creates a token holding the agent policy for `role`.
+pub async fn agent_token(root: &Client, role: &str) -> String {
+    create_agent_policy(root, role).await;
     let created = root
         .ok(
             "POST",
@@ -252,12 +302,27 @@ async fn agent_writes_renews_and_restarts_without_a_second_lease() {
     let root = server.client();
     register(&root, pg, &db, "pg", "ro").await;
     role(&root, "app", "4s", "1h").await;
-    let token = agent_token(&root, "app").await;
+    kubernetes_auth(
+        &root,
+        "order-service",
+        "shop",
+        "order-service",
+        "dbwarden",
+        "app",
+    )
+    .await;
+    // The Pod's projected ServiceAccount token, signed with the test cluster's RSA key.
+    let jwt = k8s::sign(
+        &k8s::keys().rsa,
+        jsonwebtoken::Algorithm::RS256,
+        None,
+        &k8s::claims("shop", "order-service", "dbwarden", 3600),
+    );
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("token"), format!("{token}\n")).unwrap();
+    std::fs::write(dir.path().join("sa-token"), &jwt).unwrap();
     let auth = format!(
-        "[auto_auth]\nmethod = \"token_file\"\npath = \"{}\"",
-        dir.path().join("token").display()
+        "[auto_auth]\nmethod = \"kubernetes\"\nrole = \"order-service\"\ntoken_path = \"{}\"",
+        dir.path().join("sa-token").display()
     );
     let port = free_port();
     let config = write_config(
@@ -276,6 +341,7 @@ async fn agent_writes_renews_and_restarts_without_a_second_lease() {
     let user = read(&out.join("db-user"));
     let pass = read(&out.join("db-pass"));
     assert!(user.contains("-app-"), "{user:?}");
+    assert!(log.contains("logged in"), "{log}");
     for file in ["db-user", "db-pass", "db.env", "dsn"] {
         let mode = std::fs::metadata(out.join(file)).unwrap().mode() & 0o777;
         assert_eq!(mode, 0o400, "{file}");
@@ -302,6 +368,14 @@ async fn agent_writes_renews_and_restarts_without_a_second_lease() {
 
     // The sidecar starts after the init container: it reuses the lease and renews it.
     let agent = Agent::start(&config, &[]);
+    let reused_token = poll(Duration::from_secs(10), async || {
+        agent
+            .log()
+            .contains("reusing the recorded token")
+            .then_some(())
+    })
+    .await;
+    assert!(reused_token.is_some(), "{}", agent.log());
     let renewed = poll(Duration::from_secs(15), async || {
         let data = lookup(&root, &lease_id).await?;
         data["last_renewal"].as_str().map(str::to_owned)
@@ -365,7 +439,11 @@ async fn agent_writes_renews_and_restarts_without_a_second_lease() {
     assert_eq!(read(&out.join("db-user")), user);
     let log = format!("{log}{}", agent.stop());
     assert!(!log.contains(&pass), "password in the agent log");
-    assert!(!log.contains(&token), "token in the agent log");
+    assert!(!log.contains(&jwt), "ServiceAccount token in the agent log");
+    let state: Value =
+        serde_json::from_str(&read(&out.join(".dbwarden-agent-state.json"))).unwrap();
+    let token = state["token"].as_str().unwrap();
+    assert!(!log.contains(token), "token in the agent log");
 }
 
 #[tokio::test]
@@ -379,12 +457,35 @@ async fn agent_replaces_credentials_before_max_ttl_reloads_and_revokes_the_old()
     // Renewals every ~1.2 s; the max is noticed about 10 s in, with ~5 s left; new
     // credentials after 30% of that; the old lease revoked 1 s later, well before its max.
     role(&root, "short", "6s", "15s").await;
-    let token = agent_token(&root, "short").await;
+    // AppRole auth this time.
+    create_agent_policy(&root, "short").await;
+    root.ok("POST", "sys/auth/approle", Some(json!({"type": "approle"})))
+        .await;
+    root.ok(
+        "POST",
+        "auth/approle/role/agent",
+        Some(json!({"token_policies": ["agent-short"], "token_ttl": "1h"})),
+    )
+    .await;
+    let role_id = root
+        .ok("GET", "auth/approle/role/agent/role-id", None)
+        .await["data"]["role_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let secret_id = root
+        .ok("POST", "auth/approle/role/agent/secret-id", None)
+        .await["data"]["secret_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("token"), &token).unwrap();
+    std::fs::write(dir.path().join("role-id"), &role_id).unwrap();
+    std::fs::write(dir.path().join("secret-id"), &secret_id).unwrap();
     let auth = format!(
-        "[auto_auth]\nmethod = \"token_file\"\npath = \"{}\"",
-        dir.path().join("token").display()
+        "[auto_auth]\nmethod = \"approle\"\nrole_id_file = \"{}\"\nsecret_id_file = \"{}\"",
+        dir.path().join("role-id").display(),
+        dir.path().join("secret-id").display()
     );
     let lifecycle =
         "renew_fraction = 0.2\njitter = 0.0\nrotate_threshold = 0.3\nrevoke_grace = \"1s\"";
@@ -456,7 +557,60 @@ async fn agent_replaces_credentials_before_max_ttl_reloads_and_revokes_the_old()
     if std::env::var_os("SHOW_AGENT_LOG").is_some() {
         eprintln!("{log}");
     }
-    for secret in [&old_pass, &new_pass, &token] {
+    for secret in [&old_pass, &new_pass, &secret_id] {
         assert!(!log.contains(secret.as_str()), "secret in the agent log");
     }
+}
+
+#[tokio::test]
+async fn a_new_token_in_the_token_file_brings_new_credentials() {
+    dbwarden_testkit::install_crypto_provider();
+    let pg = TempPostgres::shared();
+    let db = prepare_db(pg).await;
+    let server = Server::dev();
+    let root = server.client();
+    register(&root, pg, &db, "pg", "ro").await;
+    role(&root, "tf", "1h", "2h").await;
+    let first_token = agent_token(&root, "tf").await;
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, &first_token).unwrap();
+    let auth = format!(
+        "[auto_auth]\nmethod = \"token_file\"\npath = \"{}\"",
+        token_file.display()
+    );
+    let lifecycle = "token_file_poll = \"200ms\"\nrevoke_grace = \"0s\"";
+    let config = write_config(dir.path(), &server, &auth, "tf", lifecycle, None);
+    let out = dir.path().join("secrets");
+    let agent = Agent::start(&config, &[]);
+    let old_user = poll(Duration::from_secs(15), async || {
+        Some(read(&out.join("db-user"))).filter(|u| !u.is_empty())
+    })
+    .await
+    .unwrap_or_else(|| panic!("no files: {}", agent.log()));
+    let old_lease = leases(&root, "tf").await.pop().unwrap();
+    // The operator puts a new token in the file.
+    let second_token = agent_token(&root, "tf").await;
+    std::fs::write(&token_file, &second_token).unwrap();
+    let new_user = poll(Duration::from_secs(15), async || {
+        let user = read(&out.join("db-user"));
+        (user != old_user).then_some(user)
+    })
+    .await
+    .unwrap_or_else(|| panic!("no new credentials: {}", agent.log()));
+    assert!(new_user.contains("-tf-"));
+    assert!(
+        poll(Duration::from_secs(10), async || lookup(&root, &old_lease)
+            .await
+            .is_none()
+            .then_some(()))
+        .await
+        .is_some(),
+        "the old lease is revoked: {}",
+        agent.log()
+    );
+    assert!(read(&dir.path().join("reloads")).contains("reloaded"));
+    let log = agent.stop();
+    assert!(log.contains("the token file changed"), "{log}");
+    assert!(!log.contains(&second_token) && !log.contains(&first_token));
 }

@@ -8,6 +8,7 @@ mod auth_approle;
 mod auth_kubernetes;
 mod auth_secrets;
 mod auth_userpass;
+mod csi;
 mod faults;
 mod hvac;
 mod k8s;
