@@ -9,6 +9,7 @@ mod auth_kubernetes;
 mod auth_secrets;
 mod auth_userpass;
 mod csi;
+mod deploy;
 mod faults;
 mod hvac;
 mod k8s;
