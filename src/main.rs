@@ -78,6 +78,9 @@ struct CsiProviderArgs {
     /// Log level (tracing filter syntax); DBWARDEN_LOG overrides.
     #[arg(long, value_name = "FILTER")]
     log_level: Option<String>,
+    /// Log one JSON object per line instead of text.
+    #[arg(long = "log-json")]
+    log_format_json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -180,12 +183,21 @@ fn main() -> ExitCode {
 }
 
 fn init_logging(level: Option<&str>) {
+    init_logging_as(level, false);
+}
+
+/// Logs to stderr as text, or as one JSON object per line (`json`) for log pipelines.
+fn init_logging_as(level: Option<&str>, json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("DBWARDEN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level.unwrap_or("info")));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
 }
 
 fn load_config(path: &std::path::Path) -> Result<ServerConfig, Failure> {
@@ -225,7 +237,10 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Agent(args) => {
             let config = dbwarden::agent::config::AgentConfig::load(&args.config)
                 .map_err(|e| Failure::Config(e.to_string()))?;
-            init_logging(config.log_level.as_deref());
+            init_logging_as(
+                config.log_level.as_deref(),
+                config.log_format == dbwarden::agent::config::LogFormat::Json,
+            );
             dbwarden::agent::run(config, args.once).await.map_err(|e| {
                 if e.is_config() {
                     Failure::Config(e.to_string())
@@ -236,7 +251,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
         #[cfg(feature = "csi")]
         Command::CsiProvider(args) => {
-            init_logging(args.log_level.as_deref());
+            init_logging_as(args.log_level.as_deref(), args.log_format_json);
             if !(args.rotate_threshold > 0.0 && args.rotate_threshold < 1.0) {
                 return Err(Failure::Config(
                     "--rotate-threshold must be between 0 and 1".into(),

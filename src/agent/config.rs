@@ -72,9 +72,23 @@ pub struct AgentConfig {
     /// Log level filter (`info`, `debug`, or a tracing filter); `DBWARDEN_LOG` overrides.
     #[serde(default)]
     pub log_level: Option<String>,
+    /// `text` (default) or `json` (one object per line, for log pipelines).
+    #[serde(default)]
+    pub log_format: LogFormat,
     /// The secrets to keep fresh.
     #[serde(default, rename = "secret")]
     pub secrets: Vec<SecretConfig>,
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// The dbwarden server.

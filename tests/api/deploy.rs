@@ -305,11 +305,14 @@ fn the_example_wires_agent_server_and_csi_provider_together() {
     // The SecretProviderClass parameters are what the provider accepts.
     let spc = find(&docs, "SecretProviderClass", "order-db");
     assert_eq!(spc["spec"]["provider"], "dbwarden");
-    let mut attributes = spc["spec"]["parameters"].clone();
-    attributes["csi.storage.k8s.io/pod.uid"] = Value::from("uid");
-    let params = dbwarden::csi::attributes::MountParams::parse(&attributes.to_string())
-        .unwrap_or_else(|e| panic!("SecretProviderClass: {e}"));
-    assert_eq!(params.objects.len(), 2);
+    #[cfg(feature = "csi")]
+    {
+        let mut attributes = spc["spec"]["parameters"].clone();
+        attributes["csi.storage.k8s.io/pod.uid"] = Value::from("uid");
+        let params = dbwarden::csi::attributes::MountParams::parse(&attributes.to_string())
+            .unwrap_or_else(|e| panic!("SecretProviderClass: {e}"));
+        assert_eq!(params.objects.len(), 2);
+    }
     // The docker-compose agent demo's configuration is valid too.
     let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/agent-demo/agent.toml");
     dbwarden::agent::config::AgentConfig::load(&demo).unwrap_or_else(|e| panic!("{e}"));

@@ -8,6 +8,7 @@ mod auth_approle;
 mod auth_kubernetes;
 mod auth_secrets;
 mod auth_userpass;
+#[cfg(feature = "csi")]
 mod csi;
 mod deploy;
 mod faults;
