@@ -132,7 +132,14 @@ pub struct StaticRoleInput {
 struct Intent {
     new_password: String,
     started: DateTime<Utc>,
+    /// Attempts the database answered with an error.
     failures: u32,
+    /// An attempt is running, or was cut off before it could record its outcome.
+    #[serde(default)]
+    in_flight: bool,
+    /// Some attempt was cut off: the database may hold this password, or may not.
+    #[serde(default)]
+    possibly_applied: bool,
 }
 
 fn role_key(mount: &Mount, name: &str) -> String {
@@ -370,7 +377,13 @@ async fn rotate_claimed_static(core: &Core, mount: &Mount, name: &str) -> Result
     let ikey = intent_key(mount, name);
     // Roll an interrupted rotation forward with its password, unless the database has
     // rejected that password too often: then start over with a new one.
-    let mut intent = match core.get_json::<Intent>(&ikey).await? {
+    let previous = core.get_json::<Intent>(&ikey).await?;
+    // An attempt that never recorded its outcome was cut off (a crash): from then on the
+    // database may hold the intent's password, and reads must finish the rotation.
+    let possibly_applied = previous
+        .as_ref()
+        .is_some_and(|i| i.in_flight || i.possibly_applied);
+    let mut intent = match previous {
         Some(i) if i.failures < core.rotation.regenerate_after_failures => i,
         stale => {
             if stale.is_some() {
@@ -387,9 +400,13 @@ async fn rotate_claimed_static(core: &Core, mount: &Mount, name: &str) -> Result
                     .to_owned(),
                 started: Utc::now(),
                 failures: 0,
+                in_flight: false,
+                possibly_applied,
             }
         }
     };
+    intent.possibly_applied = possibly_applied;
+    intent.in_flight = true;
     core.put_json(&ikey, &intent).await?;
     let now = Utc::now();
     let backend = database::backend_for(core, mount, &role.db_name, &config).await?;
@@ -436,6 +453,7 @@ async fn rotate_claimed_static(core: &Core, mount: &Mount, name: &str) -> Result
         }
         Err(e) => {
             intent.failures += 1;
+            intent.in_flight = false;
             core.put_json(&ikey, &intent).await?;
             let message = e.to_string();
             role.failed_attempts += 1;
@@ -508,14 +526,13 @@ pub async fn static_creds(core: &Core, mount: &Mount, name: &str) -> Result<Stat
             "\"{name}\" is not an allowed role"
         )));
     }
-    // An intent that recorded no failure was interrupted (a crash, or a rotation running
-    // now): the database may already hold its password. One that recorded failures was
-    // rejected by the database, so the stored password is still the working one and the
-    // background retry stays in charge.
+    // An intent whose attempt was cut off (a crash, or one running now) may already be in
+    // the database: finish it before answering. One the database only ever rejected leaves
+    // the stored password working, and the background retry in charge.
     if core
         .get_json::<Intent>(&intent_key(mount, name))
         .await?
-        .is_some_and(|i| i.failures == 0)
+        .is_some_and(|i| i.in_flight || i.possibly_applied)
     {
         // Waits for a live rotation, or finishes a dead one.
         if let Err(e) = rotate_static(core, mount, name).await {

@@ -7,18 +7,7 @@ use dbwarden_testkit::TempPostgres;
 use serde_json::{Value, json};
 
 use crate::postgres::{prepare_db, register};
-use crate::support::{Client, Server};
-
-async fn token_with(root: &Client, policies: &[&str]) -> Client {
-    let created = root
-        .ok(
-            "POST",
-            "auth/token/create",
-            Some(json!({"policies": policies})),
-        )
-        .await;
-    root.with_token(created["auth"]["client_token"].as_str().unwrap())
-}
+use crate::support::Server;
 
 #[tokio::test]
 async fn source_network_and_time_window_conditions() {
@@ -37,7 +26,7 @@ path "database/creds/ro" {
 }"#})),
     )
     .await;
-    let local = token_with(&root, &["local-only"]).await;
+    let local = root.child(&["local-only"]).await;
     local.ok("GET", "database/creds/ro", None).await;
     // The same token from another loopback address is refused, and told why.
     let other = reqwest::Client::builder()
@@ -74,7 +63,7 @@ path "database/creds/ro" {{
 }}"#)})),
     )
     .await;
-    let windowed = token_with(&root, &["never-today"]).await;
+    let windowed = root.child(&["never-today"]).await;
     let (status, body) = windowed.call("GET", "database/creds/ro", None).await;
     assert_eq!(status, 403);
     assert_eq!(
@@ -82,7 +71,7 @@ path "database/creds/ro" {{
         "permission denied: outside the allowed time window"
     );
     // Without the policy for the path at all, the plain message (nothing to leak).
-    let nobody = token_with(&root, &["default"]).await;
+    let nobody = root.child(&["default"]).await;
     let (status, body) = nobody.call("GET", "database/creds/ro", None).await;
     assert_eq!(
         (status, body["errors"][0].as_str()),
@@ -202,9 +191,9 @@ path "sys/control-group/authorize" {
     )
     .await;
     // The requester also holds "dba": it must still not approve its own request.
-    let requester = token_with(&root, &["requester", "dba"]).await;
-    let alice = token_with(&root, &["dba"]).await;
-    let bob = token_with(&root, &["dba"]).await;
+    let requester = root.child(&["requester", "dba"]).await;
+    let alice = root.child(&["dba"]).await;
+    let bob = root.child(&["dba"]).await;
 
     let before = count_users(pg, "v-token-prod-").await;
     let pending = requester.ok("GET", "database/creds/prod", None).await;

@@ -90,19 +90,7 @@ async fn mariadb_two_second_lease_is_revoked_at_expiry_and_its_session_cut() {
     let db = my.create_database("lease_").await;
     let server = Server::dev();
     let client = server.client();
-    client
-        .ok(
-            "POST",
-            "database/config/my",
-            Some(json!({
-                "plugin_name": "mysql-database-plugin",
-                "connection_url": my.connection_url_template(&db),
-                "username": my.admin_user(),
-                "password": my.admin_password(),
-                "allowed_roles": "*",
-            })),
-        )
-        .await;
+    crate::mysql::register(&client, my, &db, "my", "*").await;
     client
         .ok("POST", "database/roles/short", Some(json!({
             "db_name": "my",

@@ -4,7 +4,24 @@ use dbwarden_testkit::TestMysql;
 use mysql_async::prelude::Queryable;
 use serde_json::json;
 
-use crate::support::Server;
+use crate::support::{Client, Server};
+
+/// Registers the MariaDB database `db` as connection `name`.
+pub async fn register(client: &Client, my: &TestMysql, db: &str, name: &str, allowed_roles: &str) {
+    client
+        .ok(
+            "POST",
+            &format!("database/config/{name}"),
+            Some(json!({
+                "plugin_name": "mysql-database-plugin",
+                "connection_url": my.connection_url_template(db),
+                "username": my.admin_user(),
+                "password": my.admin_password(),
+                "allowed_roles": allowed_roles,
+            })),
+        )
+        .await;
+}
 
 #[tokio::test]
 async fn issue_use_renew_revoke_cuts_access() {
@@ -23,19 +40,7 @@ async fn issue_use_renew_revoke_cuts_access() {
 
     let server = Server::dev();
     let client = server.client();
-    client
-        .ok(
-            "POST",
-            "database/config/my",
-            Some(json!({
-                "plugin_name": "mysql-database-plugin",
-                "connection_url": my.connection_url_template(&db),
-                "username": my.admin_user(),
-                "password": my.admin_password(),
-                "allowed_roles": "ro",
-            })),
-        )
-        .await;
+    register(&client, my, &db, "my", "ro").await;
     client
         .ok(
             "POST",

@@ -153,19 +153,7 @@ async fn mariadb_static_role_rotates() {
         .unwrap();
     let server = Server::dev();
     let client = server.client();
-    client
-        .ok(
-            "POST",
-            "database/config/my",
-            Some(json!({
-                "plugin_name": "mysql-database-plugin",
-                "connection_url": my.connection_url_template(&db),
-                "username": my.admin_user(),
-                "password": my.admin_password(),
-                "allowed_roles": "*",
-            })),
-        )
-        .await;
+    crate::mysql::register(&client, my, &db, "my", "*").await;
     client
         .ok(
             "POST",
@@ -354,6 +342,12 @@ async fn hooks_receive_signed_events_for_rotations_and_failures() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // Hooks are delivered independently; order them by the rotation they report.
+    events.sort_by(|a, b| {
+        a.1["rotation_time"]
+            .as_str()
+            .cmp(&b.1["rotation_time"].as_str())
+    });
     let kinds: Vec<&str> = events
         .iter()
         .map(|(_, e)| e["event"].as_str().unwrap_or_default())

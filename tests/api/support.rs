@@ -254,6 +254,18 @@ impl Client {
         (status, json)
     }
 
+    /// A client with a new child token holding `policies`.
+    pub async fn child(&self, policies: &[&str]) -> Client {
+        let created = self
+            .ok(
+                "POST",
+                "auth/token/create",
+                Some(serde_json::json!({ "policies": policies })),
+            )
+            .await;
+        self.with_token(created["auth"]["client_token"].as_str().unwrap())
+    }
+
     /// Waits (polling, up to 10 s) until a lease no longer exists; returns whether it went.
     pub async fn wait_lease_gone(&self, lease_id: &str) -> bool {
         for _ in 0..100 {
