@@ -614,3 +614,101 @@ async fn a_new_token_in_the_token_file_brings_new_credentials() {
     assert!(log.contains("the token file changed"), "{log}");
     assert!(!log.contains(&second_token) && !log.contains(&first_token));
 }
+
+#[tokio::test]
+async fn static_credentials_are_read_again_after_each_rotation() {
+    dbwarden_testkit::install_crypto_provider();
+    let pg = TempPostgres::shared();
+    let db = prepare_db(pg).await;
+    let account = dbwarden_testkit::unique_name("static_");
+    pg.connect("postgres")
+        .await
+        .batch_execute(&format!(
+            "CREATE ROLE {account} WITH LOGIN PASSWORD 'Initial-{account}'"
+        ))
+        .await
+        .unwrap();
+    let server = Server::dev();
+    let root = server.client();
+    register(&root, pg, &db, "pg", "ro").await;
+    root.ok(
+        "POST",
+        "database/static-roles/acct",
+        Some(json!({"db_name": "pg", "username": account, "rotation_period": "5s"})),
+    )
+    .await;
+    root.ok(
+        "PUT",
+        "sys/policies/acl/agent-static",
+        Some(
+            json!({"policy": "path \"database/static-creds/acct\" { capabilities = [\"read\"] }"}),
+        ),
+    )
+    .await;
+    let token = root
+        .ok(
+            "POST",
+            "auth/token/create",
+            Some(json!({"policies": ["agent-static"], "ttl": "1h"})),
+        )
+        .await["auth"]["client_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("token"), &token).unwrap();
+    let out = dir.path().join("secrets");
+    let marker = dir.path().join("reloads");
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[server]
+address = "{addr}"
+[auto_auth]
+method = "token_file"
+path = "{token}"
+[[secret]]
+name = "static"
+path = "database/static-creds/acct"
+[secret.reload]
+command = ["/bin/sh", "-c", "echo reloaded >> '{marker}'"]
+[[secret.output]]
+type = "field"
+field = "password"
+path = "{out}/db-pass"
+"#,
+            addr = server.addr,
+            token = dir.path().join("token").display(),
+            marker = marker.display(),
+            out = out.display(),
+        ),
+    )
+    .unwrap();
+    let agent = Agent::start(&config, &[]);
+    let first = poll(Duration::from_secs(15), async || {
+        Some(read(&out.join("db-pass"))).filter(|p| !p.is_empty())
+    })
+    .await
+    .unwrap_or_else(|| panic!("no file: {}", agent.log()));
+    pg.connect_as(&db, &account, &first)
+        .await
+        .expect("the static password logs in");
+    // The 5 s rotation changes the password; the agent reads it a second later.
+    let second = poll(Duration::from_secs(20), async || {
+        let p = read(&out.join("db-pass"));
+        (!p.is_empty() && p != first).then_some(p)
+    })
+    .await
+    .unwrap_or_else(|| panic!("the rotated password never arrived: {}", agent.log()));
+    pg.connect_as(&db, &account, &second)
+        .await
+        .expect("the rotated password logs in");
+    let reloaded = poll(Duration::from_secs(5), async || {
+        read(&marker).contains("reloaded").then_some(())
+    })
+    .await;
+    assert!(reloaded.is_some(), "{}", agent.log());
+    let log = agent.stop();
+    assert!(!log.contains(&first) && !log.contains(&second) && !log.contains(&token));
+}
