@@ -11,6 +11,9 @@
 //! - [`storage`]: dbwarden's own storage (SQLite or PostgreSQL through sqlx).
 //! - [`core`]: the unsealed state shared by handlers and background tasks.
 //! - [`config`], [`server`], [`operator`]: the configuration file and the commands.
+//! - [`agent`]: the sidecar (`dbwarden agent`): auto-auth, files, renewal, rotation, reload.
+//! - `csi` (cargo feature `csi`, on by default): the Secrets Store CSI driver provider
+//!   (`dbwarden csi-provider`), gRPC over a unix socket with checked-in generated code.
 //!
 //! Backends (one crate per database family) live under `plugins/` and implement
 //! [`dbwarden_plugin::DatabaseBackend`].

@@ -446,6 +446,24 @@ async fn agent_writes_renews_and_restarts_without_a_second_lease() {
     assert!(!log.contains(token), "token in the agent log");
 }
 
+#[test]
+fn bad_agent_configuration_exits_2_naming_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        "[server]\naddress = \"http://127.0.0.1:1\"\n[auto_auth]\nmethod = \"kubernetes\"\nrole = \"r\"\nrol = \"typo\"\n",
+    )
+    .unwrap();
+    let (code, _, stderr) =
+        crate::support::run_cli(&["agent", "--config", config.to_str().unwrap()]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("rol"), "{stderr}");
+    let (code, _, stderr) = crate::support::run_cli(&["agent", "--config", "/nonexistent.toml"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("/nonexistent.toml"), "{stderr}");
+}
+
 #[tokio::test]
 async fn agent_replaces_credentials_before_max_ttl_reloads_and_revokes_the_old() {
     dbwarden_testkit::install_crypto_provider();

@@ -209,6 +209,27 @@ async fn csi_mount_returns_working_credentials_and_renews_on_the_next_poll() {
     assert_ne!(file(&other, "db-user").0, user);
     assert_eq!(leases(&root, "web").await.len(), 2);
 
+    // Without Kubernetes auth: a dbwarden token from the volume's nodePublishSecretRef.
+    let token = crate::agent::agent_token(&root, "web").await;
+    let mut attrs: serde_json::Value =
+        serde_json::from_str(&attributes(&server.addr, "web", "web", "pod-3")).unwrap();
+    attrs["authMethod"] = json!("token");
+    let by_token = client
+        .mount(MountRequest {
+            attributes: attrs.to_string(),
+            secrets: json!({ "token": token }).to_string(),
+            permission: "420".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("mount with a token from nodePublishSecretRef")
+        .into_inner();
+    let (token_user, _) = file(&by_token, "db-user");
+    pg.connect_as(&db, &token_user, &file(&by_token, "db-pass").0)
+        .await
+        .expect("credentials fetched with the Secret's token log in");
+    assert_eq!(leases(&root, "web").await.len(), 3);
+
     // Bad requests are refused with InvalidArgument, and no secret is echoed.
     let status = client
         .mount(MountRequest {
@@ -221,6 +242,7 @@ async fn csi_mount_returns_working_credentials_and_renews_on_the_next_poll() {
     assert!(status.message().contains("roleName"), "{status:?}");
     let log = provider.log();
     assert!(!log.contains(&pass), "password in the provider log");
+    assert!(!log.contains(&token), "token in the provider log");
 }
 
 #[tokio::test]
