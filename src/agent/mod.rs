@@ -1,7 +1,7 @@
 //! The sidecar agent (`dbwarden agent --config agent.toml`).
 //!
 //! It logs in ([`auth`]), fetches each configured secret and writes it to files ([`render`],
-//! [`file`]), renews the leases at about two thirds of their TTL, replaces them before their
+//! [`file`](mod@file)), renews the leases at about two thirds of their TTL, replaces them before their
 //! maximum, runs a reload action and revokes the old lease after a grace period
 //! ([`secret`], [`schedule`], [`reload`]). Its [`state`] file, kept beside the outputs, lets a
 //! restarted agent (or the sidecar after an init container) reuse the token and leases
