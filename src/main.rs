@@ -190,8 +190,11 @@ fn init_logging(level: Option<&str>) {
 fn init_logging_as(level: Option<&str>, json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("DBWARDEN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level.unwrap_or("info")));
+    // Colours only on a terminal: container runtimes and log shippers get plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     let _ = if json {
         builder.json().try_init()

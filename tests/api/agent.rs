@@ -321,8 +321,9 @@ async fn agent_writes_renews_and_restarts_without_a_second_lease() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("sa-token"), &jwt).unwrap();
     let auth = format!(
-        "[auto_auth]\nmethod = \"kubernetes\"\nrole = \"order-service\"\ntoken_path = \"{}\"",
-        dir.path().join("sa-token").display()
+        "[auto_auth]\nmethod = \"kubernetes\"\nrole = \"order-service\"\ntoken_path = \"{}\"\n\n[token_sink]\npath = \"{}\"",
+        dir.path().join("sa-token").display(),
+        dir.path().join("sink/token").display()
     );
     let port = free_port();
     let config = write_config(
@@ -444,6 +445,10 @@ async fn agent_writes_renews_and_restarts_without_a_second_lease() {
         serde_json::from_str(&read(&out.join(".dbwarden-agent-state.json"))).unwrap();
     let token = state["token"].as_str().unwrap();
     assert!(!log.contains(token), "token in the agent log");
+    // The token sink holds the same token, mode 0400.
+    let sink = dir.path().join("sink/token");
+    assert_eq!(read(&sink), token);
+    assert_eq!(std::fs::metadata(&sink).unwrap().mode() & 0o777, 0o400);
 }
 
 #[test]
