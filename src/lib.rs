@@ -11,15 +11,21 @@
 //! - [`storage`]: dbwarden's own storage (SQLite or PostgreSQL through sqlx).
 //! - [`core`]: the unsealed state shared by handlers and background tasks.
 //! - [`config`], [`server`], [`operator`]: the configuration file and the commands.
+//! - [`agent`]: the sidecar (`dbwarden agent`): auto-auth, files, renewal, rotation, reload.
+//! - `csi` (cargo feature `csi`, on by default): the Secrets Store CSI driver provider
+//!   (`dbwarden csi-provider`), gRPC over a unix socket with checked-in generated code.
 //!
 //! Backends (one crate per database family) live under `plugins/` and implement
 //! [`dbwarden_plugin::DatabaseBackend`].
 
+pub mod agent;
 pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod core;
 pub mod crypto;
+#[cfg(feature = "csi")]
+pub mod csi;
 pub mod engine;
 pub mod http;
 pub mod operator;

@@ -30,6 +30,57 @@ enum Command {
     /// Audit log tools.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Run the sidecar agent: log in, write credentials to files, renew them, replace them
+    /// before their maximum TTL, reload the application, revoke the old ones.
+    ///
+    /// The configuration reference is in the README ("Sidecar agent and CSI provider").
+    /// Exit codes: 0 clean shutdown (or --once done), 1 runtime failure, 2 bad configuration.
+    Agent(AgentArgs),
+    /// Run the Secrets Store CSI driver provider (gRPC on a unix socket).
+    ///
+    /// The driver calls Mount for every Pod volume with a SecretProviderClass whose provider
+    /// is `dbwarden`; credentials are cached per Pod and renewed at each rotation poll, and
+    /// replaced (with a new object version) only when the lease nears its maximum.
+    #[cfg(feature = "csi")]
+    CsiProvider(CsiProviderArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct AgentArgs {
+    /// The agent configuration file (TOML).
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// Log in, write every secret once, record the state and exit (for init containers);
+    /// the same as `exit_after_auth = true`.
+    #[arg(long)]
+    once: bool,
+}
+
+#[cfg(feature = "csi")]
+#[derive(Debug, clap::Args)]
+struct CsiProviderArgs {
+    /// The unix socket to serve on, e.g. /var/run/secrets-store-csi-providers/dbwarden.sock.
+    #[arg(long, value_name = "PATH")]
+    endpoint: PathBuf,
+    /// The ServiceAccount token audience used when the SecretProviderClass sets none.
+    #[arg(long, value_name = "AUDIENCE", default_value = "dbwarden")]
+    default_audience: String,
+    /// The server address used when the SecretProviderClass sets none.
+    #[arg(long, value_name = "URL", env = "DBWARDEN_ADDR")]
+    default_address: Option<String>,
+    /// `host:port` for /healthz and /metrics.
+    #[arg(long, value_name = "HOST:PORT")]
+    listen_address: Option<SocketAddr>,
+    /// Fetch new credentials when this fraction of the time left before the lease's maximum
+    /// has passed.
+    #[arg(long, value_name = "FRACTION", default_value_t = 0.9)]
+    rotate_threshold: f64,
+    /// Log level (tracing filter syntax); DBWARDEN_LOG overrides.
+    #[arg(long, value_name = "FILTER")]
+    log_level: Option<String>,
+    /// Log one JSON object per line instead of text.
+    #[arg(long = "log-json")]
+    log_format_json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -107,7 +158,15 @@ enum Failure {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let runtime = match tokio::runtime::Runtime::new() {
+    // The agent is a sidecar in every Pod: one thread is plenty and keeps its memory small.
+    let runtime = if matches!(cli.command, Command::Agent(_)) {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Runtime::new()
+    };
+    let runtime = match runtime {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -128,12 +187,24 @@ fn main() -> ExitCode {
 }
 
 fn init_logging(level: Option<&str>) {
+    init_logging_as(level, false);
+}
+
+/// Logs to stderr as text, or as one JSON object per line (`json`) for log pipelines.
+fn init_logging_as(level: Option<&str>, json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("DBWARDEN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level.unwrap_or("info")));
-    let _ = tracing_subscriber::fmt()
+    // Colours only on a terminal: container runtimes and log shippers get plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
 }
 
 fn load_config(path: &std::path::Path) -> Result<ServerConfig, Failure> {
@@ -170,6 +241,39 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             let config = load_config(&path)?;
             init_logging(config.log_level.as_deref());
             server::run(config).await.map_err(server_failure)
+        }
+        Command::Agent(args) => {
+            let config = dbwarden::agent::config::AgentConfig::load(&args.config)
+                .map_err(|e| Failure::Config(e.to_string()))?;
+            init_logging_as(
+                config.log_level.as_deref(),
+                config.log_format == dbwarden::agent::config::LogFormat::Json,
+            );
+            dbwarden::agent::run(config, args.once).await.map_err(|e| {
+                if e.is_config() {
+                    Failure::Config(e.to_string())
+                } else {
+                    Failure::Runtime(e.to_string())
+                }
+            })
+        }
+        #[cfg(feature = "csi")]
+        Command::CsiProvider(args) => {
+            init_logging_as(args.log_level.as_deref(), args.log_format_json);
+            if !(args.rotate_threshold > 0.0 && args.rotate_threshold < 1.0) {
+                return Err(Failure::Config(
+                    "--rotate-threshold must be between 0 and 1".into(),
+                ));
+            }
+            dbwarden::csi::run(dbwarden::csi::ProviderOptions {
+                endpoint: args.endpoint,
+                default_audience: args.default_audience,
+                default_address: args.default_address,
+                listen_address: args.listen_address,
+                rotate_threshold: args.rotate_threshold,
+            })
+            .await
+            .map_err(|e| Failure::Runtime(e.to_string()))
         }
         Command::Audit(AuditCommand::Verify {
             file,

@@ -3,11 +3,15 @@
 //! One test binary (with modules) to keep link time down on small machines.
 
 mod access;
+mod agent;
 mod audit;
 mod auth_approle;
 mod auth_kubernetes;
 mod auth_secrets;
 mod auth_userpass;
+#[cfg(feature = "csi")]
+mod csi;
+mod deploy;
 mod dialects;
 mod external_plugin;
 mod faults;
