@@ -408,14 +408,29 @@ impl DatabaseBackend for MysqlBackend {
             },
         )?;
         let total = statements.len();
-        for (index, stmt) in statements.iter().enumerate() {
-            self.exec(&mut conn, stmt)
-                .await
-                .map_err(|e| BackendError::Statement {
+        let mut attempt = 1;
+        'attempts: loop {
+            for (index, stmt) in statements.iter().enumerate() {
+                let Err(e) = self.exec(&mut conn, stmt).await else {
+                    continue;
+                };
+                // A user that is gone is revoked, whatever the failing statement said
+                // (OceanBase answers DDL racing other DDL with 1396 "DROP USER failed").
+                if self.accounts(&mut conn, user).await?.is_empty() {
+                    break 'attempts;
+                }
+                if sql::is_transient(self.dialect, &e) && attempt < MAX_ATTEMPTS {
+                    attempt += 1;
+                    backoff(attempt).await;
+                    continue 'attempts;
+                }
+                return Err(BackendError::Statement {
                     index: index + 1,
                     total,
                     message: self.message(&e, &[]),
-                })?;
+                });
+            }
+            break;
         }
         self.kill_sessions(&mut conn, user).await?;
         Ok(())
