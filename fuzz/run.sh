@@ -73,10 +73,12 @@ for t in "${targets[@]}"; do
     mkdir -p "fuzz/corpus/$t" "fuzz/artifacts/$t" "testdata/fuzz/$t"
     log="fuzz/artifacts/$t.log"
     status=0
+    started=$SECONDS
     # shellcheck disable=SC2086
     cargo +nightly fuzz run "$t" "fuzz/corpus/$t" "testdata/fuzz/$t" -- \
         -max_total_time="$seconds" -rss_limit_mb="$rss" -timeout="$timeout" \
         -print_final_stats=1 ${FUZZ_ARGS:-} >"$log" 2>&1 || status=$?
+    elapsed=$((SECONDS - started))
     last=$(grep -E '^#[0-9]+' "$log" | tail -n 1 || true)
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
     rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -n 1)
@@ -90,6 +92,6 @@ for t in "${targets[@]}"; do
         failed=1
     fi
     printf '%-20s %5ss  execs %-10s exec/s %-7s cov %-6s ft %-7s corpus %-6s %s\n' \
-        "$t" "$seconds" "${execs:-?}" "${rate:-?}" "${cov:-?}" "${ft:-?}" "${corp:-?}" "$result"
+        "$t" "$elapsed" "${execs:-?}" "${rate:-?}" "${cov:-?}" "${ft:-?}" "${corp:-?}" "$result"
 done
 exit "$failed"

@@ -99,7 +99,10 @@ fuzz_target!(|data: &[u8]| {
             config.disable_iss_validation = false;
             config.issuer.clear();
             if verify_offline(&config, payload, TOKEN).is_ok() {
-                assert!(holds_test_key(payload), "a JWKS without the test key verified");
+                assert!(
+                    holds_test_key(payload),
+                    "a JWKS without the test key verified"
+                );
             }
         }
         _ => {

@@ -8,7 +8,8 @@
 //!   one token that ends where the quoted text ends and decodes to the input.
 //! - `SqlBuilder` output is exactly the concatenation of its pieces.
 //! - `render` substitutes each placeholder once, literally (a value containing `{{...}}` is
-//!   not expanded again), and refuses values `check_substitutable` rejects.
+//!   not expanded again), and refuses values `check_substitutable` rejects; the only other
+//!   refusal is a value that adds a dollar-quote delimiter.
 //! - When every placeholder of a template sits inside a quoted token (string, quoted
 //!   identifier, dollar-quoted body), substituting the values never changes the statement's
 //!   token structure under either dialect's lexer: a value cannot leave its quotes.
@@ -62,11 +63,20 @@ fuzz_target!(|data: &[u8]| {
         expiration,
     };
     match render(&templates, &vars) {
-        Err(_) => {
-            assert!(
-                !substitutable(&name) || !substitutable(&password),
-                "render refused substitutable values"
-            );
+        Err(err) => {
+            // Besides characters that end quotes, only a value that adds a dollar-quote
+            // delimiter to a statement is refused.
+            if substitutable(&name) && substitutable(&password) {
+                assert!(err.to_string().contains("dollar-quoted"), "{err}");
+                let exp = expiration.map(format_expiration);
+                assert!(
+                    split_statements(&templates).iter().any(|stmt| {
+                        let sql = one_pass(stmt, &name, &password, exp.as_deref());
+                        sql.matches('$').count() > stmt.matches('$').count()
+                    }),
+                    "refused although no value adds a `$`"
+                );
+            }
         }
         Ok(rendered) => {
             assert!(substitutable(&name) && substitutable(&password));
@@ -82,7 +92,11 @@ fuzz_target!(|data: &[u8]| {
             };
             for (stmt, sql) in statements.iter().zip(&rendered) {
                 let expected = one_pass(stmt, &name, &password, exp.as_deref());
-                assert_eq!(sql.as_str(), expected, "placeholders must be substituted once");
+                assert_eq!(
+                    sql.as_str(),
+                    expected,
+                    "placeholders must be substituted once"
+                );
                 let marked = render(std::slice::from_ref(stmt), &markers).unwrap();
                 let marked = marked[0].as_str();
                 for dialect in [Dialect::Postgres, Dialect::MySql] {
@@ -141,7 +155,11 @@ fn check_quoting(value: &str) {
             (quoting.literal(value), Kind::Str),
         ] {
             let tokens = lex(&quoted, dialect);
-            assert_eq!(tokens.len(), 1, "{quoting:?} {kind:?} of {value:?}: {quoted:?}");
+            assert_eq!(
+                tokens.len(),
+                1,
+                "{quoting:?} {kind:?} of {value:?}: {quoted:?}"
+            );
             assert_eq!(tokens[0].kind, kind);
             assert_eq!(tokens[0].end, quoted.len());
             assert_eq!(

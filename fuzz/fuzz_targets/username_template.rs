@@ -24,7 +24,11 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(template.source(), source);
         let rendered = template.render(&meta);
         if !source.contains("{{") {
-            assert_eq!(rendered.unwrap(), source, "plain text must render as itself");
+            assert_eq!(
+                rendered.unwrap(),
+                source,
+                "plain text must render as itself"
+            );
         }
     }
     let fields = UsernameTemplate::parse("{{.DisplayName}}/{{ .RoleName }}").unwrap();

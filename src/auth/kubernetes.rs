@@ -595,8 +595,8 @@ pub fn verify_offline(
         pem_keys(config)
     };
     let keys = matching_keys(&keys, header.alg, header.kid.as_deref());
-    let claims = decode_with_keys(jwt, header.kid.as_deref(), &keys, &validation)
-        .map_err(|d| d.detail)?;
+    let claims =
+        decode_with_keys(jwt, header.kid.as_deref(), &keys, &validation).map_err(|d| d.detail)?;
     let sa = service_account(&claims).map_err(|d| d.detail)?;
     Ok((sa.namespace, sa.name))
 }
