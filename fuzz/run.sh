@@ -78,7 +78,9 @@ for t in "${targets[@]}"; do
     cargo +nightly fuzz run "$t" "fuzz/corpus/$t" "testdata/fuzz/$t" -- \
         -max_total_time="$seconds" -rss_limit_mb="$rss" -timeout="$timeout" \
         -print_final_stats=1 ${FUZZ_ARGS:-} >"$log" 2>&1 || status=$?
-    elapsed=$((SECONDS - started))
+    # libFuzzer's own time; if it stopped early (no "Done" line), wall time of the run.
+    elapsed=$(sed -n 's/^Done [0-9]* runs in \([0-9]*\) second.*/\1/p' "$log" | tail -n 1)
+    [[ -n $elapsed ]] || elapsed="~$((SECONDS - started))"
     last=$(grep -E '^#[0-9]+' "$log" | tail -n 1 || true)
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
     rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -n 1)
