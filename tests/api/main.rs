@@ -9,6 +9,7 @@ mod auth_approle;
 mod auth_kubernetes;
 mod auth_secrets;
 mod auth_userpass;
+mod bench;
 #[cfg(feature = "csi")]
 mod csi;
 mod deploy;
