@@ -27,3 +27,4 @@ mod rotation;
 mod routes;
 mod storage;
 mod support;
+mod torture;
