@@ -283,22 +283,6 @@ impl Client {
         self.with_token(created["auth"]["client_token"].as_str().unwrap())
     }
 
-    /// The Prometheus metrics text.
-    pub async fn metrics(&self) -> String {
-        let mut req = self
-            .http
-            .get(format!("{}/v1/sys/metrics?format=prometheus", self.addr));
-        if let Some(t) = &self.token {
-            req = req.header("X-Vault-Token", t);
-        }
-        req.send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .unwrap_or_default()
-    }
-
     /// Waits (polling, up to 30 s) until a lease no longer exists; returns whether it went.
     pub async fn wait_lease_gone(&self, lease_id: &str) -> bool {
         for _ in 0..300 {

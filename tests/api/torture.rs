@@ -622,7 +622,8 @@ async fn torture(storage: Storage) {
             ));
         }
     }
-    let ledger = w.ledger();
+    // The workers are done: take what they recorded.
+    let ledger = std::mem::take(&mut *w.ledger());
     for c in &ledger.issued {
         match leases.get(&c.lease_id) {
             Some(row) if row.username != c.username => violations.push(format!(
