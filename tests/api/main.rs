@@ -28,3 +28,4 @@ mod rotation;
 mod routes;
 mod storage;
 mod support;
+mod torture;
