@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduces the figures of docs/performance.md on this machine: a release dev server,
-# PostgreSQL and MariaDB roles with group-role membership, `dbwarden bench creds` and
+# a PostgreSQL role with group-role membership and a MariaDB role, `dbwarden bench creds` and
 # `creds-revoke` with --baseline at several concurrency levels, and the lease-scale run.
 #
 #   scripts/bench.sh [creds|scale|all]      (default: all)
@@ -8,11 +8,12 @@
 # Environment: LEVELS (default 1,4,8,16), DURATION (default 10s), PG_URL (default
 # postgres://postgres@127.0.0.1:5432), MYSQL_URL (default mysql://root@127.0.0.1:3306),
 # SCALE_LEASES (default 10000,100000,1000000), SCALE_EXPIRE (default 10000),
-# OUT (results directory, default target/bench-results).
+# OUT (results directory, default target/bench-results). OceanBase runs too when the seekdb
+# binary of PyPI's pylibseekdb is installed (`pip install pylibseekdb==1.4.0.post1`).
 set -euo pipefail
 
 case "${1:-all}" in
-  -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   creds|scale|all) what="${1:-all}" ;;
   *) echo "unknown mode: $1 (creds, scale or all)" >&2; exit 2 ;;
 esac
@@ -73,6 +74,26 @@ for workload in creds creds-revoke; do
   "$BIN" bench "$workload" --role my-ro -c "$LEVELS" -d "$DURATION" \
     --baseline --baseline-url "$MYSQL_URL/" | tee "$OUT/mariadb-$workload.txt"
 done
+# OceanBase (seekdb, MySQL mode), when installed: a throwaway server in a temporary directory.
+seekdb=$(python3 -c 'import os, pylibseekdb; print(os.path.join(os.path.dirname(pylibseekdb.__file__), "seekdb"))' 2>/dev/null || true)
+if [ -n "$seekdb" ] && [ -x "$seekdb" ]; then
+  obdir=$(mktemp -d); obport=18881
+  "$seekdb" --nodaemon --port $obport --base-dir "$obdir" --parameter datafile_size=256M \
+    --parameter log_disk_size=2G --parameter memory_limit=3G >"$obdir/seekdb.out" 2>&1 &
+  ob=$!
+  trap 'kill $server $ob 2>/dev/null || true; sleep 2; rm -rf "$obdir"' EXIT
+  for _ in $(seq 300); do
+    mariadb -h127.0.0.1 -P$obport -uroot -e 'SELECT 1' >/dev/null 2>&1 && break
+    sleep 0.5
+  done
+  mariadb -h127.0.0.1 -P$obport -uroot -e "CREATE DATABASE IF NOT EXISTS dbwarden_bench"
+  api POST database/config/ob "{\"plugin_name\":\"oceanbase-database-plugin\",\"connection_url\":\"mysql://root@127.0.0.1:$obport/\",\"allowed_roles\":\"*\",\"max_open_connections\":16}"
+  api POST database/roles/ob-ro '{"db_name":"ob","default_ttl":"1h","creation_statements":"CREATE USER '"'"'{{name}}'"'"'@'"'"'%'"'"' IDENTIFIED BY '"'"'{{password}}'"'"'; GRANT SELECT ON dbwarden_bench.* TO '"'"'{{name}}'"'"'@'"'"'%'"'"';"}'
+  "$BIN" bench creds --role ob-ro -c "$LEVELS" -d "$DURATION" \
+    --baseline --baseline-url "mysql://root@127.0.0.1:$obport/" | tee "$OUT/oceanbase-creds.txt"
+else
+  echo "seekdb not installed: skipping OceanBase (pip install pylibseekdb==1.4.0.post1)" >&2
+fi
 for workload in lookup renew; do
   "$BIN" bench "$workload" --role pg-group -c "$LEVELS" -d "$DURATION" | tee "$OUT/pg-$workload.txt"
 done

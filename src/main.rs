@@ -102,7 +102,12 @@ struct LoadArgs {
     #[arg(long, requires = "baseline_url")]
     baseline: bool,
     /// An admin URL of the target database for --baseline (postgres://... or mysql://...).
-    #[arg(long, env = "DBWARDEN_BENCH_DATABASE_URL", hide_env_values = true, value_name = "URL")]
+    #[arg(
+        long,
+        env = "DBWARDEN_BENCH_DATABASE_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
     baseline_url: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
@@ -115,7 +120,12 @@ struct LeaseScaleArgs {
     #[arg(long, value_delimiter = ',', default_value = "10000,100000,1000000")]
     leases: Vec<usize>,
     /// A PostgreSQL admin URL: also measure expiry with real users.
-    #[arg(long, env = "DBWARDEN_BENCH_DATABASE_URL", hide_env_values = true, value_name = "URL")]
+    #[arg(
+        long,
+        env = "DBWARDEN_BENCH_DATABASE_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
     database_url: Option<String>,
     /// How many of the leases are real users that fall due at once.
     #[arg(long, default_value_t = 10_000)]
@@ -422,9 +432,10 @@ async fn bench(command: BenchCommand) -> Result<(), Failure> {
         BenchCommand::StaticRead(args) => (Workload::StaticRead, args),
     };
     let ca_pem = match &args.ca_cert {
-        Some(path) => Some(std::fs::read(path).map_err(|e| {
-            Failure::Config(format!("cannot read {}: {e}", path.display()))
-        })?),
+        Some(path) => Some(
+            std::fs::read(path)
+                .map_err(|e| Failure::Config(format!("cannot read {}: {e}", path.display())))?,
+        ),
         None => None,
     };
     let report = bench::run_load(bench::LoadOptions {

@@ -38,7 +38,10 @@ impl Family {
             .contains(&plugin_name)
         {
             Some(Family::Postgres)
-        } else if dbwarden_mysql::DESCRIPTOR.plugin_names.contains(&plugin_name) {
+        } else if dbwarden_mysql::DESCRIPTOR
+            .plugin_names
+            .contains(&plugin_name)
+        {
             Some(Family::Mysql)
         } else {
             None
@@ -67,7 +70,11 @@ impl Conn {
             BenchError::Baseline(format!("cannot connect with --baseline-url: {e}"))
         };
         Ok(match family {
-            Family::Postgres => Conn::Postgres(dbwarden_postgres::connect_direct(url).await.map_err(setup)?),
+            Family::Postgres => Conn::Postgres(
+                dbwarden_postgres::connect_direct(url)
+                    .await
+                    .map_err(setup)?,
+            ),
             Family::Mysql => Conn::Mysql(dbwarden_mysql::connect_direct(url).await.map_err(setup)?),
         })
     }
@@ -156,7 +163,10 @@ impl Direct {
         // A failed batch rolled back; only a committed user needs cleaning up. Database
         // errors can quote the failing statement, which holds the password.
         result.map_err(|e| database_error(redact(&e, &[password.expose_secret()])))?;
-        self.created.lock().unwrap_or_else(|p| p.into_inner()).push(name.clone());
+        self.created
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(name.clone());
         Ok(name)
     }
 
@@ -238,5 +248,4 @@ mod tests {
         );
         assert_eq!(Family::of_plugin("no-such-plugin"), None);
     }
-
 }

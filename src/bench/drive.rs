@@ -232,7 +232,10 @@ mod tests {
         })
         .await;
         assert_eq!(s.ok + s.errors, 10);
-        assert_eq!(s.errors_by_kind.get("HTTP 503").map(|c| c.count), Some(s.errors));
+        assert_eq!(
+            s.errors_by_kind.get("HTTP 503").map(|c| c.count),
+            Some(s.errors)
+        );
         assert_eq!(bar.position(), 10);
     }
 }

@@ -84,7 +84,9 @@ pub async fn run(options: &ScaleOptions) -> Result<Vec<ScaleFigures>, BenchError
     let mut out = Vec::new();
     for &n in &options.sizes {
         if n == 0 {
-            return Err(BenchError::Usage("--leases sizes must be at least 1".into()));
+            return Err(BenchError::Usage(
+                "--leases sizes must be at least 1".into(),
+            ));
         }
         if options.progress {
             eprintln!("lease scale: {n} leases");
@@ -109,7 +111,8 @@ struct Installation {
 
 impl Installation {
     fn create(binary: &Path) -> Result<Installation, BenchError> {
-        let dir = tempfile::tempdir().map_err(|e| scale_error("temporary directory")(e.to_string()))?;
+        let dir =
+            tempfile::tempdir().map_err(|e| scale_error("temporary directory")(e.to_string()))?;
         let listen = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map_err(|e| scale_error("free port")(e.to_string()))?;
@@ -173,7 +176,9 @@ impl Installation {
                 return Ok((server, started.elapsed()));
             }
             if started.elapsed() > Duration::from_secs(300) {
-                return Err(BenchError::Scale("the server did not become ready in 5 minutes".into()));
+                return Err(BenchError::Scale(
+                    "the server did not become ready in 5 minutes".into(),
+                ));
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
@@ -188,9 +193,11 @@ impl ServerProcess {
         std::fs::read_to_string(format!("/proc/{}/status", self.0.id()))
             .ok()
             .and_then(|s| {
-                s.lines()
-                    .find(|l| l.starts_with("VmRSS:"))
-                    .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<f64>().ok()))
+                s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| {
+                    l.split_whitespace()
+                        .nth(1)
+                        .and_then(|v| v.parse::<f64>().ok())
+                })
             })
             .map_or(0.0, |kib| kib / 1024.0)
     }
@@ -305,7 +312,11 @@ async fn measure_expiry(
     count: usize,
     progress: bool,
 ) -> Result<ExpiryFigures, BenchError> {
-    let client = Arc::new(ApiClient::new(&install.address, None, Duration::from_secs(60))?);
+    let client = Arc::new(ApiClient::new(
+        &install.address,
+        None,
+        Duration::from_secs(60),
+    )?);
     let token = &install.token;
     let role = format!("bx{}", hex::encode(rand::random::<[u8; 3]>()));
     client
@@ -392,7 +403,9 @@ async fn measure_expiry(
             break;
         }
         if started.elapsed() > Duration::from_secs(3600) {
-            return Err(BenchError::Scale(format!("{left} leases still due after an hour")));
+            return Err(BenchError::Scale(format!(
+                "{left} leases still due after an hour"
+            )));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -166,7 +166,16 @@ pub async fn run_load(options: LoadOptions) -> Result<LoadReport, BenchError> {
             Some(_) => {
                 let direct = open_direct(concurrency).await?;
                 let label = format!("database x{concurrency}");
-                Some(direct_run(&direct, options.workload, concurrency, options.limit, &label).await?)
+                Some(
+                    direct_run(
+                        &direct,
+                        options.workload,
+                        concurrency,
+                        options.limit,
+                        &label,
+                    )
+                    .await?,
+                )
             }
             None => None,
         };
@@ -176,11 +185,25 @@ pub async fn run_load(options: LoadOptions) -> Result<LoadReport, BenchError> {
         let serialized = match baseline {
             Some(_) => {
                 let direct = open_direct(1).await?;
-                Some(direct_run(&direct, options.workload, concurrency, options.limit, "database x1 (serial)").await?)
+                Some(
+                    direct_run(
+                        &direct,
+                        options.workload,
+                        concurrency,
+                        options.limit,
+                        "database x1 (serial)",
+                    )
+                    .await?,
+                )
             }
             None => None,
         };
-        levels.push(LevelReport::new(concurrency, dbwarden, database, serialized));
+        levels.push(LevelReport::new(
+            concurrency,
+            dbwarden,
+            database,
+            serialized,
+        ));
     }
     Ok(LoadReport {
         workload: options.workload,
@@ -308,13 +331,21 @@ impl Target {
                 async move {
                     match workload {
                         Workload::Creds => {
-                            let secret = client.read(&token, &creds_path).await.map_err(op_error)?;
-                            issued.lock().unwrap_or_else(|p| p.into_inner()).push(secret.lease_id);
+                            let secret =
+                                client.read(&token, &creds_path).await.map_err(op_error)?;
+                            issued
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .push(secret.lease_id);
                         }
                         Workload::CredsRevoke => {
-                            let secret = client.read(&token, &creds_path).await.map_err(op_error)?;
+                            let secret =
+                                client.read(&token, &creds_path).await.map_err(op_error)?;
                             if let Err(e) = client.revoke_lease(&token, &secret.lease_id).await {
-                                issued.lock().unwrap_or_else(|p| p.into_inner()).push(secret.lease_id);
+                                issued
+                                    .lock()
+                                    .unwrap_or_else(|p| p.into_inner())
+                                    .push(secret.lease_id);
                                 return Err(op_error(e));
                             }
                         }

@@ -66,7 +66,15 @@ pub fn print_load_table(report: &LoadReport) {
 fn row(concurrency: usize, system: &str, s: &Summary) {
     println!(
         "{:>5}  {:<26} {:>9.1} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>7}",
-        concurrency, system, s.throughput, s.mean_ms, s.p50_ms, s.p95_ms, s.p99_ms, s.max_ms, s.errors
+        concurrency,
+        system,
+        s.throughput,
+        s.mean_ms,
+        s.p50_ms,
+        s.p95_ms,
+        s.p99_ms,
+        s.max_ms,
+        s.errors
     );
 }
 
@@ -88,7 +96,13 @@ pub fn print_scale_table(figures: &[ScaleFigures]) {
         };
         println!(
             "| {} | {:.1} s | {:.0} ms | {:.1} MiB | {:.1} MiB | {:.2} ms | {:.2} ms | {expiry} |",
-            f.leases, f.fill_s, f.ready_ms, f.rss_ready_mib, f.rss_idle_mib, f.lookup_p50_ms, f.lookup_p99_ms,
+            f.leases,
+            f.fill_s,
+            f.ready_ms,
+            f.rss_ready_mib,
+            f.rss_idle_mib,
+            f.lookup_p50_ms,
+            f.lookup_p99_ms,
         );
     }
     if let (Some(small), Some(large)) = (figures.first(), figures.last())

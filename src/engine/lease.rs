@@ -208,7 +208,8 @@ impl LeaseWake {
 
     /// Called by the worker with the time it will wake at.
     fn plan(&self, at_ms: i64) {
-        self.planned.store(at_ms, std::sync::atomic::Ordering::SeqCst);
+        self.planned
+            .store(at_ms, std::sync::atomic::Ordering::SeqCst);
     }
 }
 

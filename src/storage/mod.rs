@@ -178,8 +178,7 @@ impl Store {
             Some(Err(version)) => Some(version),
             None => None,
         };
-        let value =
-            on_pool!(self, pool => sqlx::query("SELECT value FROM entries WHERE key = $1")
+        let value = on_pool!(self, pool => sqlx::query("SELECT value FROM entries WHERE key = $1")
             .bind(key)
             .fetch_optional(pool)
             .await?

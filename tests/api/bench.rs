@@ -72,7 +72,18 @@ async fn postgres_group_role_creds_with_baselines_leave_nothing_behind() {
 
     let out = bench(
         &server,
-        &["creds", "--role", &role, "-c", "1,4", "-n", "24", "--baseline", "--format", "json"],
+        &[
+            "creds",
+            "--role",
+            &role,
+            "-c",
+            "1,4",
+            "-n",
+            "24",
+            "--baseline",
+            "--format",
+            "json",
+        ],
         Some(&pg.url_for(&db)),
     );
     let report = json_report(&out);
@@ -82,7 +93,11 @@ async fn postgres_group_role_creds_with_baselines_leave_nothing_behind() {
     assert_eq!(levels.len(), 2);
     for level in levels {
         for run in ["dbwarden", "database", "serialized"] {
-            assert_eq!(level[run]["ok"], 24, "{run} at {}: {level}", level["concurrency"]);
+            assert_eq!(
+                level[run]["ok"], 24,
+                "{run} at {}: {level}",
+                level["concurrency"]
+            );
             assert_eq!(level[run]["errors"], 0, "{run}: {level}");
             assert!(level[run]["throughput"].as_f64().unwrap() > 0.0);
             let (p50, p99, max) = (
@@ -100,7 +115,11 @@ async fn postgres_group_role_creds_with_baselines_leave_nothing_behind() {
     assert_eq!(pg_roles_like(pg, &format!("v-root-{role}-")).await, 0);
     assert_eq!(pg_roles_like(pg, "dbwb-").await, 0);
     let (status, _) = client
-        .call("LIST", &format!("sys/leases/lookup/database/creds/{role}"), None)
+        .call(
+            "LIST",
+            &format!("sys/leases/lookup/database/creds/{role}"),
+            None,
+        )
         .await;
     assert_eq!(status, 404, "no lease left");
     // The admin URL's password is in no output.
@@ -108,12 +127,22 @@ async fn postgres_group_role_creds_with_baselines_leave_nothing_behind() {
 
     // The other workloads, and the text table.
     for workload in ["creds-revoke", "renew", "lookup"] {
-        let out = bench(&server, &[workload, "--role", &role, "-c", "2", "-n", "10"], None);
+        let out = bench(
+            &server,
+            &[workload, "--role", &role, "-c", "2", "-n", "10"],
+            None,
+        );
         assert_eq!(out.0, 0, "{workload}: {}", out.2);
-        assert!(out.1.contains("ops/s") && out.1.contains("dbwarden"), "{}", out.1);
         assert!(
-            out.1.lines().any(|l| l.trim_start().starts_with("2  dbwarden")
-                && l.split_whitespace().last() == Some("0")),
+            out.1.contains("ops/s") && out.1.contains("dbwarden"),
+            "{}",
+            out.1
+        );
+        assert!(
+            out.1
+                .lines()
+                .any(|l| l.trim_start().starts_with("2  dbwarden")
+                    && l.split_whitespace().last() == Some("0")),
             "{workload}: no error-free row:\n{}",
             out.1
         );
@@ -137,7 +166,18 @@ async fn mariadb_creds_revoke_baseline_and_static_read() {
         .await;
     let report = json_report(&bench(
         &server,
-        &["creds-revoke", "--role", "ro", "-c", "3", "-n", "15", "--baseline", "--format", "json"],
+        &[
+            "creds-revoke",
+            "--role",
+            "ro",
+            "-c",
+            "3",
+            "-n",
+            "15",
+            "--baseline",
+            "--format",
+            "json",
+        ],
         Some(&my.admin_url()),
     ));
     let level = &report["levels"][0];
@@ -154,17 +194,33 @@ async fn mariadb_creds_revoke_baseline_and_static_read() {
     // static-read against a static role.
     let user = unique_name("st").chars().take(16).collect::<String>();
     admin
-        .query_drop(format!("CREATE USER '{user}'@'%' IDENTIFIED BY 'Initial-1'"))
+        .query_drop(format!(
+            "CREATE USER '{user}'@'%' IDENTIFIED BY 'Initial-1'"
+        ))
         .await
         .unwrap();
     client
-        .ok("POST", "database/static-roles/app", Some(json!({
-            "db_name": "my", "username": user, "rotation_period": "1h",
-        })))
+        .ok(
+            "POST",
+            "database/static-roles/app",
+            Some(json!({
+                "db_name": "my", "username": user, "rotation_period": "1h",
+            })),
+        )
         .await;
     let report = json_report(&bench(
         &server,
-        &["static-read", "--role", "app", "-c", "2", "-n", "20", "--format", "json"],
+        &[
+            "static-read",
+            "--role",
+            "app",
+            "-c",
+            "2",
+            "-n",
+            "20",
+            "--format",
+            "json",
+        ],
         None,
     ));
     assert_eq!(report["levels"][0]["dbwarden"]["ok"], 20);
@@ -179,14 +235,25 @@ fn bad_options_exit_2_with_a_message() {
     let server = Server::dev();
     let out = bench(
         &server,
-        &["lookup", "--role", "x", "--baseline", "--baseline-url", "postgres://u@h/db"],
+        &[
+            "lookup",
+            "--role",
+            "x",
+            "--baseline",
+            "--baseline-url",
+            "postgres://u@h/db",
+        ],
         None,
     );
     assert_eq!(out.0, 2, "{}", out.2);
     assert!(out.2.contains("--baseline compares creation"), "{}", out.2);
     let out = bench(&server, &["creds", "--role", "x", "-c", "0"], None);
     assert_eq!(out.0, 2, "{}", out.2);
-    assert!(out.2.contains("--concurrency must be at least 1"), "{}", out.2);
+    assert!(
+        out.2.contains("--concurrency must be at least 1"),
+        "{}",
+        out.2
+    );
     // An unknown role is a runtime failure with the server's message.
     let out = bench(&server, &["creds", "--role", "nope", "-n", "1"], None);
     assert_eq!(out.0, 1, "{}", out.2);

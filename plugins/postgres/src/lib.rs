@@ -83,23 +83,6 @@ fn open(req: OpenRequest) -> OpenFuture {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn descriptor_names_are_exactly_the_dialects_names() {
-        let mut from_dialects: Vec<&str> = Dialect::ALL
-            .iter()
-            .flat_map(|d| d.plugin_names().iter().copied())
-            .collect();
-        let mut listed = DESCRIPTOR.plugin_names.to_vec();
-        from_dialects.sort_unstable();
-        listed.sort_unstable();
-        assert_eq!(from_dialects, listed);
-    }
-}
-
 /// Opens one plain connection exactly as the backend would for `connection_url` (same
 /// parsing, `sslmode` and TLS), for measuring the database without dbwarden in between
 /// (`dbwarden bench --baseline`). Errors never quote the URL's password.
@@ -134,4 +117,21 @@ pub async fn execute_batch(
         .collect::<Vec<_>>()
         .join("\n;\n");
     client.batch_execute(&joined).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn descriptor_names_are_exactly_the_dialects_names() {
+        let mut from_dialects: Vec<&str> = Dialect::ALL
+            .iter()
+            .flat_map(|d| d.plugin_names().iter().copied())
+            .collect();
+        let mut listed = DESCRIPTOR.plugin_names.to_vec();
+        from_dialects.sort_unstable();
+        listed.sort_unstable();
+        assert_eq!(from_dialects, listed);
+    }
 }
