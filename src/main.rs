@@ -127,7 +127,7 @@ struct LeaseScaleArgs {
         value_name = "URL"
     )]
     database_url: Option<String>,
-    /// How many of the leases are real users that fall due at once.
+    /// How many real users, besides the N leases, fall due at once (0 skips this phase).
     #[arg(long, default_value_t = 10_000)]
     expire: usize,
     /// Output format.

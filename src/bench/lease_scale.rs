@@ -37,7 +37,7 @@ pub struct ScaleOptions {
     pub sizes: Vec<usize>,
     /// A PostgreSQL admin URL for the expiry phase (none: skip it).
     pub database_url: Option<SecretString>,
-    /// How many of the N leases are real users that fall due together (capped at N).
+    /// How many real users, on top of the N leases, fall due together (0: skip).
     pub expire: usize,
     /// Show progress on stderr.
     pub progress: bool,
@@ -239,24 +239,23 @@ fn idle_lease(i: usize, now: i64) -> LeaseRow {
     }
 }
 
+async fn open_store(install: &Installation) -> Result<Store, BenchError> {
+    Store::open_sqlite(&install.storage())
+        .await
+        .map_err(|e| scale_error("open storage")(e.to_string()))
+}
+
 async fn measure(options: &ScaleOptions, leases: usize) -> Result<ScaleFigures, BenchError> {
     let install = Installation::create(&options.server_binary)?;
-    let expire = match options.database_url {
-        Some(_) => options.expire.min(leases),
-        None => 0,
-    };
-    let idle = leases - expire;
-    let store = Store::open_sqlite(&install.storage())
-        .await
-        .map_err(|e| scale_error("open storage")(e.to_string()))?;
+    let store = open_store(&install).await?;
     let now = chrono::Utc::now().timestamp_millis();
     let fill_started = Instant::now();
-    let bar = progress_bar("filling storage", Limit::Count(idle as u64));
+    let bar = progress_bar("filling storage", Limit::Count(leases as u64));
     if !options.progress {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
-    for start in (0..idle).step_by(CHUNK) {
-        let rows: Vec<LeaseRow> = (start..(start + CHUNK).min(idle))
+    for start in (0..leases).step_by(CHUNK) {
+        let rows: Vec<LeaseRow> = (start..(start + CHUNK).min(leases))
             .map(|i| idle_lease(i, now))
             .collect();
         store
@@ -265,6 +264,8 @@ async fn measure(options: &ScaleOptions, leases: usize) -> Result<ScaleFigures, 
             .map_err(|e| scale_error("fill storage")(e.to_string()))?;
         bar.inc(rows.len() as u64);
     }
+    // Closed, so the server starts on a checkpointed file as it would after a clean stop.
+    store.close().await;
     bar.finish_and_clear();
     let fill = fill_started.elapsed();
 
@@ -273,10 +274,9 @@ async fn measure(options: &ScaleOptions, leases: usize) -> Result<ScaleFigures, 
     let client = ApiClient::new(&install.address, None, Duration::from_secs(30))?;
     let mut latencies = Vec::with_capacity(LOOKUPS);
     for i in 0..LOOKUPS {
-        let id = format!("database/creds/bench/{:024}", (i * 7919) % idle.max(1));
+        let id = format!("database/creds/bench/{:024}", (i * 7919) % leases);
         let t = Instant::now();
-        let found = client.lookup_lease(&install.token, &id).await?;
-        if idle > 0 && found.is_none() {
+        if client.lookup_lease(&install.token, &id).await?.is_none() {
             return Err(BenchError::Scale(format!("lease {id} not found")));
         }
         latencies.push(t.elapsed());
@@ -285,8 +285,8 @@ async fn measure(options: &ScaleOptions, leases: usize) -> Result<ScaleFigures, 
     let rss_idle = server.rss_mib();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let expiry = match &options.database_url {
-        Some(url) if expire > 0 => {
-            Some(measure_expiry(&install, server, &store, url, expire, options.progress).await?)
+        Some(url) if options.expire > 0 => {
+            Some(measure_expiry(&install, server, url, options.expire, options.progress).await?)
         }
         _ => None,
     };
@@ -302,12 +302,32 @@ async fn measure(options: &ScaleOptions, leases: usize) -> Result<ScaleFigures, 
     })
 }
 
-/// Issues `count` real users, makes their leases due together while the server is down,
-/// and times the restarted server draining them.
+/// The ids of the leases left under `prefix`, through the API (`LIST`; 404 when none).
+async fn leases_left(
+    client: &ApiClient,
+    token: &SecretString,
+    prefix: &str,
+) -> Result<usize, BenchError> {
+    match client
+        .read(token, &format!("sys/leases/lookup/{prefix}?list=true"))
+        .await
+    {
+        Ok(secret) => Ok(secret
+            .data
+            .0
+            .get("keys")
+            .and_then(serde_json::Value::as_array)
+            .map_or(0, Vec::len)),
+        Err(e) if e.status() == Some(404) => Ok(0),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Issues `count` real users on top of the idle leases, makes their leases due together
+/// while the server is down, and times the restarted server draining them.
 async fn measure_expiry(
     install: &Installation,
     server: ServerProcess,
-    store: &Store,
     database_url: &SecretString,
     count: usize,
     progress: bool,
@@ -374,8 +394,10 @@ async fn measure_expiry(
     }
     drop(server);
 
+    let prefix = format!("database/creds/{role}/");
+    let store = open_store(install).await?;
     let ids = store
-        .list_lease_ids(&format!("database/creds/{role}/"))
+        .list_lease_ids(&prefix)
         .await
         .map_err(|e| scale_error("list leases")(e.to_string()))?;
     let now = chrono::Utc::now().timestamp_millis();
@@ -385,20 +407,16 @@ async fn measure_expiry(
             .await
             .map_err(|e| scale_error("make leases due")(e.to_string()))?;
     }
+    store.close().await;
     let (server, ready) = install.start().await?;
     let started = Instant::now() - ready;
     let bar = progress_bar("expiring", Limit::Count(ids.len() as u64));
     if !progress {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
-    let prefix = format!("database/creds/{role}/");
     loop {
-        let left = store
-            .list_lease_ids(&prefix)
-            .await
-            .map_err(|e| scale_error("count leases")(e.to_string()))?
-            .len();
-        bar.set_position((ids.len() - left) as u64);
+        let left = leases_left(&client, token, &prefix).await?;
+        bar.set_position((ids.len() - left.min(ids.len())) as u64);
         if left == 0 {
             break;
         }

@@ -111,6 +111,11 @@ impl Store {
         Ok(store)
     }
 
+    /// Closes every connection (for SQLite, the last close checkpoints and removes the WAL).
+    pub async fn close(&self) {
+        on_pool!(self, pool => pool.close().await);
+    }
+
     fn migrator(&self) -> Migrator {
         // One list per database; a new migration is one more line in each.
         let sources: &[(i64, &str, &'static str)] = match self {
@@ -130,6 +135,11 @@ impl Store {
                     "rotations",
                     include_str!("../../migrations/sqlite/0003_rotations.sql"),
                 ),
+                (
+                    4,
+                    "claimed index",
+                    include_str!("../../migrations/sqlite/0004_claimed_index.sql"),
+                ),
             ],
             Store::Postgres(_) => &[
                 (
@@ -146,6 +156,11 @@ impl Store {
                     3,
                     "rotations",
                     include_str!("../../migrations/postgres/0003_rotations.sql"),
+                ),
+                (
+                    4,
+                    "claimed index",
+                    include_str!("../../migrations/postgres/0004_claimed_index.sql"),
                 ),
             ],
         };

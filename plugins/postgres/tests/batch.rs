@@ -31,7 +31,9 @@ async fn a_batch_is_one_transaction_and_comments_end_at_the_line() {
         sql(format!("CREATE ROLE {name} LOGIN -- a trailing comment")),
         sql(format!("COMMENT ON ROLE {name} IS 'a;b'")),
     ];
-    dbwarden_postgres::execute_batch(&client, &ok).await.unwrap();
+    dbwarden_postgres::execute_batch(&client, &ok)
+        .await
+        .unwrap();
     assert!(role_exists(&client, &name).await);
     let comment: Option<String> = client
         .query_one(
@@ -48,8 +50,15 @@ async fn a_batch_is_one_transaction_and_comments_end_at_the_line() {
         sql(format!("CREATE ROLE {other} LOGIN")),
         SqlText::from_static("SELECT 1/0"),
     ];
-    assert!(dbwarden_postgres::execute_batch(&client, &failing).await.is_err());
-    assert!(!role_exists(&client, &other).await, "rolled back as a whole");
+    assert!(
+        dbwarden_postgres::execute_batch(&client, &failing)
+            .await
+            .is_err()
+    );
+    assert!(
+        !role_exists(&client, &other).await,
+        "rolled back as a whole"
+    );
     client
         .batch_execute(&format!("DROP ROLE {name}"))
         .await
