@@ -27,11 +27,11 @@ pub fn print_load_table(report: &LoadReport) {
     for level in &report.levels {
         row(level.concurrency, "dbwarden", &level.dbwarden);
         if let Some(db) = &level.database {
-            let label = format!("database, {} connections", level.concurrency);
+            let label = format!("database, {} conn.", level.concurrency);
             row(level.concurrency, &label, db);
         }
         if let Some(serial) = &level.serialized {
-            row(level.concurrency, "database, 1 connection", serial);
+            row(level.concurrency, "database, serialised", serial);
         }
     }
     for level in &report.levels {
