@@ -323,6 +323,27 @@ fn denied(public: &'static str, detail: impl Into<String>) -> Denied {
     }
 }
 
+/// The keys of `keys` that may verify a token signed with `alg` naming key id `kid`.
+fn matching_keys(keys: &[VerifyKey], alg: Algorithm, kid: Option<&str>) -> Vec<VerifyKey> {
+    keys.iter()
+        .filter(|k| k.family == alg.family())
+        .filter(|k| match (kid, &k.kid) {
+            (Some(want), Some(have)) => want == have,
+            _ => true,
+        })
+        .cloned()
+        .collect()
+}
+
+/// The configured `pem_keys` that parse (all of them, once the config was validated).
+fn pem_keys(config: &Config) -> Vec<VerifyKey> {
+    config
+        .pem_keys
+        .iter()
+        .filter_map(|p| parse_pem_key(p).ok())
+        .collect()
+}
+
 /// The keys that may verify a token with this header, fetching the JWKS when needed.
 async fn candidate_keys(
     core: &Core,
@@ -331,23 +352,8 @@ async fn candidate_keys(
     alg: Algorithm,
     kid: Option<&str>,
 ) -> std::result::Result<Vec<VerifyKey>, Denied> {
-    let matching = |keys: &[VerifyKey]| -> Vec<VerifyKey> {
-        keys.iter()
-            .filter(|k| k.family == alg.family())
-            .filter(|k| match (kid, &k.kid) {
-                (Some(want), Some(have)) => want == have,
-                _ => true,
-            })
-            .cloned()
-            .collect()
-    };
     if !config.pem_keys.is_empty() {
-        let keys: Vec<VerifyKey> = config
-            .pem_keys
-            .iter()
-            .filter_map(|p| parse_pem_key(p).ok())
-            .collect();
-        return Ok(matching(&keys));
+        return Ok(matching_keys(&pem_keys(config), alg, kid));
     }
     let url = config.jwks_endpoint();
     let cache = core.auth.jwks(&mount.uuid);
@@ -388,7 +394,7 @@ async fn candidate_keys(
             "no keys to verify ServiceAccount JWTs: set pem_keys, or make the JWKS endpoint reachable",
         ));
     }
-    Ok(matching(&cache.keys))
+    Ok(matching_keys(&cache.keys, alg, kid))
 }
 
 /// The ServiceAccount a token speaks for.
@@ -470,13 +476,12 @@ fn audience_matches(claims: &Value, want: &str) -> bool {
     }
 }
 
-/// Verifies the JWT's signature and time and issuer claims; returns its claims.
-async fn verify_jwt(
-    core: &Core,
-    mount: &AuthMount,
+/// Reads the JWT's header and builds the checks its claims must pass: the algorithm must be
+/// asymmetric, `exp` is required unless TokenReview runs, `iss` unless disabled.
+fn jwt_validation(
     config: &Config,
     jwt: &str,
-) -> std::result::Result<Value, Denied> {
+) -> std::result::Result<(jsonwebtoken::Header, Validation), Denied> {
     let header = jsonwebtoken::decode_header(jwt)
         .map_err(|e| denied("permission denied", format!("malformed JWT: {e}")))?;
     if !ALLOWED_ALGORITHMS.contains(&header.alg) {
@@ -503,9 +508,19 @@ async fn verify_jwt(
         }
         validation.required_spec_claims.insert("iss".to_owned());
     }
-    let keys = candidate_keys(core, mount, config, header.alg, header.kid.as_deref()).await?;
-    for key in &keys {
-        match jsonwebtoken::decode::<Value>(jwt, &key.key, &validation) {
+    Ok((header, validation))
+}
+
+/// Checks the JWT's signature with each candidate key in turn and its claims against
+/// `validation`; returns its claims.
+fn decode_with_keys(
+    jwt: &str,
+    kid: Option<&str>,
+    keys: &[VerifyKey],
+    validation: &Validation,
+) -> std::result::Result<Value, Denied> {
+    for key in keys {
+        match jsonwebtoken::decode::<Value>(jwt, &key.key, validation) {
             Ok(data) => return Ok(data.claims),
             Err(e) => {
                 use jsonwebtoken::errors::ErrorKind as K;
@@ -544,11 +559,46 @@ async fn verify_jwt(
     Err(denied(
         "permission denied",
         format!(
-            "no configured key verifies the JWT signature ({} candidate keys, kid {:?})",
+            "no configured key verifies the JWT signature ({} candidate keys, kid {kid:?})",
             keys.len(),
-            header.kid
         ),
     ))
+}
+
+/// Verifies the JWT's signature and time and issuer claims; returns its claims.
+async fn verify_jwt(
+    core: &Core,
+    mount: &AuthMount,
+    config: &Config,
+    jwt: &str,
+) -> std::result::Result<Value, Denied> {
+    let (header, validation) = jwt_validation(config, jwt)?;
+    let keys = candidate_keys(core, mount, config, header.alg, header.kid.as_deref()).await?;
+    decode_with_keys(jwt, header.kid.as_deref(), &keys, &validation)
+}
+
+/// Verifies a ServiceAccount JWT without a server, by the same steps as a login: with the
+/// configured `pem_keys` when there are any, else with the keys of `jwks` (a JWKS document
+/// as the cluster publishes it, which a login fetches instead). Returns the ServiceAccount's
+/// namespace and name, or the reason for the refusal as the server log would show it.
+/// Role bindings, audience and TokenReview are not checked. This exists so the handling of
+/// untrusted tokens and key sets can be tested and fuzzed in isolation.
+pub fn verify_offline(
+    config: &Config,
+    jwks: &[u8],
+    jwt: &str,
+) -> std::result::Result<(String, String), String> {
+    let (header, validation) = jwt_validation(config, jwt).map_err(|d| d.detail)?;
+    let keys = if config.pem_keys.is_empty() {
+        parse_jwks(jwks)?
+    } else {
+        pem_keys(config)
+    };
+    let keys = matching_keys(&keys, header.alg, header.kid.as_deref());
+    let claims =
+        decode_with_keys(jwt, header.kid.as_deref(), &keys, &validation).map_err(|d| d.detail)?;
+    let sa = service_account(&claims).map_err(|d| d.detail)?;
+    Ok((sa.namespace, sa.name))
 }
 
 /// Asks the API server whether it still considers the token valid (TokenReview).
@@ -811,6 +861,47 @@ mod tests {
         assert_eq!(keys.len(), 1);
         assert_eq!(keys[0].kid.as_deref(), Some("ec1"));
         assert!(parse_jwks(b"{}").is_err());
+    }
+
+    /// A P-256 public key made for these tests (its private half is in `fuzz/fuzz_targets/jwt_parse.rs`).
+    const TEST_PUBLIC_PEM: &str = "-----BEGIN PUBLIC KEY-----
+MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE0OH5L8IiQ6PeQx6j6rer7W/uTmZe
+PRpWh9+/YEHOPgJstB1nIgjOlToDgasqsQXMHYL50x7v5vhaaIlt6h2A2Q==
+-----END PUBLIC KEY-----
+";
+    const TEST_JWKS: &str = r#"{"keys": [{"kty": "EC", "crv": "P-256", "kid": "test-key", "use": "sig", "alg": "ES256", "x": "0OH5L8IiQ6PeQx6j6rer7W_uTmZePRpWh9-_YEHOPgI", "y": "bLQdZyIIzpU6A4GrKrEFzB2C-dMe7-b4WmiJbeodgNk"}]}"#;
+    /// Legacy claims for `ns1/app`, issuer `kubernetes/serviceaccount`, key id `test-key`,
+    /// expiring in 2100.
+    const LEGACY_TOKEN: &str = "eyJhbGciOiJFUzI1NiIsInR5cCI6IkpXVCIsImtpZCI6InRlc3Qta2V5In0.eyJpc3MiOiJrdWJlcm5ldGVzL3NlcnZpY2VhY2NvdW50Iiwic3ViIjoic3lzdGVtOnNlcnZpY2VhY2NvdW50Om5zMTphcHAiLCJleHAiOjQxMDI0NDQ4MDAsImt1YmVybmV0ZXMuaW8vc2VydmljZWFjY291bnQvbmFtZXNwYWNlIjoibnMxIiwia3ViZXJuZXRlcy5pby9zZXJ2aWNlYWNjb3VudC9zZXJ2aWNlLWFjY291bnQubmFtZSI6ImFwcCJ9.0ZfdmZokl8oFn9ACua8fRnEnuZk1DL7b-SZaVbugvxir8LHvQoGfpcczTGP8fG57YjSHEMk0Dq7mTZtNdhBLLg";
+    /// Projected claims for `ns1/app`, issuer `https://kubernetes.default.svc`.
+    const PROJECTED_TOKEN: &str = "eyJhbGciOiJFUzI1NiIsImtpZCI6InRlc3Qta2V5In0.eyJhdWQiOlsiaHR0cHM6Ly9rdWJlcm5ldGVzLmRlZmF1bHQuc3ZjIl0sImlzcyI6Imh0dHBzOi8va3ViZXJuZXRlcy5kZWZhdWx0LnN2YyIsInN1YiI6InN5c3RlbTpzZXJ2aWNlYWNjb3VudDpuczE6YXBwIiwiZXhwIjo0MTAyNDQ0ODAwLCJpYXQiOjE3MDAwMDAwMDAsIm5iZiI6MTcwMDAwMDAwMCwia3ViZXJuZXRlcy5pbyI6eyJuYW1lc3BhY2UiOiJuczEiLCJzZXJ2aWNlYWNjb3VudCI6eyJuYW1lIjoiYXBwIiwidWlkIjoiNWYwYyJ9fX0.2NGcIMsnoMwcY2rW-Gd82EQO5CWUz_jZE1G55Hk5TroPnUUs7UX_IjMipW_-hPghD1VGKfbaLNR1M6Qg8I7apQ";
+
+    #[test]
+    fn verify_offline_checks_signature_issuer_and_service_account() {
+        let pem = Config {
+            pem_keys: vec![TEST_PUBLIC_PEM.to_owned()],
+            ..Default::default()
+        };
+        let sa = ("ns1".to_owned(), "app".to_owned());
+        assert_eq!(verify_offline(&pem, b"", LEGACY_TOKEN), Ok(sa.clone()));
+        assert_eq!(verify_offline(&pem, b"", PROJECTED_TOKEN), Ok(sa.clone()));
+        let jwks = Config::default();
+        assert_eq!(
+            verify_offline(&jwks, TEST_JWKS.as_bytes(), PROJECTED_TOKEN),
+            Ok(sa)
+        );
+        assert!(verify_offline(&jwks, b"{\"keys\": []}", PROJECTED_TOKEN).is_err());
+        // A changed signature, a custom issuer, garbage: refused.
+        let mut forged = LEGACY_TOKEN.to_owned();
+        forged.replace_range(forged.len() - 4.., "AAAA");
+        assert!(verify_offline(&pem, b"", &forged).is_err());
+        let other_issuer = Config {
+            issuer: "https://issuer.example".to_owned(),
+            ..pem.clone()
+        };
+        let err = verify_offline(&other_issuer, b"", LEGACY_TOKEN).unwrap_err();
+        assert!(err.contains("issuer"), "{err}");
+        assert!(verify_offline(&pem, b"", "not.a.jwt").is_err());
     }
 
     #[test]

@@ -55,6 +55,9 @@ pub enum PasswordPolicyError {
     /// The text is not valid HCL.
     #[error("invalid password policy HCL: {0}")]
     Hcl(#[source] hcl::Error),
+    /// Brackets nest deeper than the HCL parser can handle quickly.
+    #[error("brackets nest {0} levels deep; at most {max} are allowed", max = crate::auth::policy::MAX_HCL_NESTING)]
+    NestedTooDeeply(usize),
     /// The text decoded as base64, but not to UTF-8.
     #[error("password policy is base64 but does not decode to UTF-8 text")]
     NotUtf8,
@@ -334,6 +337,10 @@ fn decode_base64_or_raw(source: &str) -> Result<String, PasswordPolicyError> {
 
 /// Parses HCL, also accepting HCL1's one-line blocks that Vault's parser allows.
 fn parse_hcl(text: &str) -> Result<Body, PasswordPolicyError> {
+    // The parser is exponential in the nesting of some unclosed expressions.
+    if let Some(depth) = crate::auth::policy::hcl_nesting_exceeded(text) {
+        return Err(PasswordPolicyError::NestedTooDeeply(depth));
+    }
     hcl::parse(text).or_else(|original| {
         // hcl-rs speaks HCL2, which forbids `rule "charset" { charset = "a" min-chars = 1 }`
         // (several attributes on one line). Vault's HCL1 parser accepts it and Vault's docs
@@ -843,6 +850,17 @@ rule "charset" {
                 "{source:?}"
             );
         }
+    }
+
+    /// The HCL parser is exponential in some nestings (found by the `acl_policy_hcl` fuzz
+    /// target on the same parser), so deep nesting is refused before parsing.
+    #[test]
+    fn deeply_nested_hcl_is_refused() {
+        let hostile = format!("length = {}\"", "a.*%b/c- [".repeat(40));
+        assert!(matches!(
+            PasswordPolicy::parse(&hostile),
+            Err(PasswordPolicyError::NestedTooDeeply(40))
+        ));
     }
 
     #[test]

@@ -43,7 +43,8 @@ pub fn calculate(inputs: TtlInputs, start: i64, now: i64) -> Result<(i64, Option
     } else {
         DEFAULT_MOUNT_TTL
     };
-    let remaining = start + max_ttl - now;
+    // Saturating: a mount's `max_lease_ttl` may be any non-negative number of seconds.
+    let remaining = start.saturating_add(max_ttl).saturating_sub(now);
     if remaining <= 0 {
         return Err(invalid("past the max TTL, cannot renew"));
     }
@@ -107,6 +108,31 @@ mod tests {
             "TTL of \"1h0m0s\" exceeded the effective max_ttl of \"9m58s\"; TTL value is capped accordingly"
         );
         assert!(calculate(i, 1000, 1600).is_err());
+    }
+
+    /// Found by the `field_coercion` fuzz target: a mount tuned to `max_lease_ttl =
+    /// 9223372036854775807` overflowed `start + max_ttl` (a panic in debug builds; in release
+    /// builds the sum wrapped and every request was refused as past its max TTL).
+    #[test]
+    fn huge_max_ttl_does_not_overflow() {
+        let i = TtlInputs {
+            backend_ttl: 3600,
+            mount_max_ttl: i64::MAX,
+            ..Default::default()
+        };
+        assert_eq!(
+            calculate(i, 1_700_000_000, 1_700_000_100).unwrap(),
+            (3600, None)
+        );
+        let i = TtlInputs {
+            increment: i64::MAX,
+            backend_max_ttl: i64::MAX,
+            mount_max_ttl: i64::MAX,
+            ..Default::default()
+        };
+        let (ttl, warning) = calculate(i, 1_700_000_000, 1_700_000_000).unwrap();
+        assert_eq!(ttl, i64::MAX - 1_700_000_000);
+        assert!(warning.is_some());
     }
 
     #[test]

@@ -83,10 +83,27 @@ pub fn batch_failure(
 }
 
 /// Replaces every occurrence of each non-empty secret in `message` with `[redacted]`.
+///
+/// Occurrences are found in the original message, overlapping ones included, and each
+/// stretch of text covered by any of them becomes one `[redacted]`. Replacing one secret
+/// after the other would leak the rest of a secret that overlaps an earlier one (`pass` and
+/// `password1` turned `password1` into `[redacted]word1`).
 pub fn redact(message: &str, secrets: &[&str]) -> String {
-    let mut out = message.to_owned();
+    let mut hidden = vec![false; message.len()];
     for secret in secrets.iter().filter(|s| !s.is_empty()) {
-        out = out.replace(secret, "[redacted]");
+        for (at, _) in message.char_indices() {
+            if message[at..].starts_with(secret) {
+                hidden[at..at + secret.len()].fill(true);
+            }
+        }
+    }
+    let mut out = String::with_capacity(message.len());
+    for (at, c) in message.char_indices() {
+        if !hidden[at] {
+            out.push(c);
+        } else if at == 0 || !hidden[at - 1] {
+            out.push_str("[redacted]");
+        }
     }
     out
 }
@@ -102,5 +119,18 @@ mod tests {
             redact(msg, &["pa55", ""]),
             "syntax error near '[redacted]' and [redacted] again; user u1"
         );
+    }
+
+    /// Found by the `plugin_protocol` fuzz target: secrets were replaced one after the other,
+    /// so a secret overlapping an earlier one (or itself) was redacted only in part.
+    #[test]
+    fn redact_hides_overlapping_secrets_whole() {
+        assert_eq!(redact("password1", &["pass", "password1"]), "[redacted]");
+        assert_eq!(redact("aXaXa!", &["aXa"]), "[redacted]!");
+        assert_eq!(
+            redact("x pass word1 y", &["pass", "word1"]),
+            "x [redacted] [redacted] y"
+        );
+        assert_eq!(redact("näive ä", &["ä"]), "n[redacted]ive [redacted]");
     }
 }

@@ -329,7 +329,7 @@ async fn initialize(
     let init = match conn
         .call("initialize", to_value(&params))
         .await
-        .and_then(|v| parse_result::<InitializeResult>(&conn.name, "initialize", v))
+        .and_then(|v| decode_result::<InitializeResult>(&conn.name, "initialize", v))
     {
         Ok(init) => init,
         Err(e) => {
@@ -371,7 +371,9 @@ fn to_value<T: Serialize>(value: &T) -> Value {
     serde_json::to_value(value).expect("protocol types serialise")
 }
 
-fn parse_result<T: for<'de> Deserialize<'de>>(
+/// Decodes the `result` of a successful call as `T`; a result of the wrong shape is a
+/// [`BackendError::Database`] naming the plugin and method.
+pub fn decode_result<T: for<'de> Deserialize<'de>>(
     plugin: &str,
     method: &str,
     value: Value,
@@ -399,7 +401,7 @@ impl DatabaseBackend for ExternalBackend {
             .conn
             .call_blocking("generate_username", to_value(&params))?;
         let result: GenerateUsernameResult =
-            parse_result(&self.conn.name, "generate_username", value)?;
+            decode_result(&self.conn.name, "generate_username", value)?;
         Ok(result.username)
     }
 
@@ -630,8 +632,7 @@ impl Connection {
             .map_err(thread_error)?;
 
         let outcome = match tokio::time::timeout(HANDSHAKE_TIMEOUT, hs_rx).await {
-            Ok(Ok(Ok(handshake))) => check_handshake(name, handshake),
-            Ok(Ok(Err(problem))) => Err(problem),
+            Ok(Ok(checked)) => checked,
             Ok(Err(_)) => Err("its output ended before the handshake".to_owned()),
             Err(_) => Err(format!(
                 "no handshake within {} s",
@@ -777,10 +778,7 @@ impl Connection {
     ) {
         let mut lines = BufReader::new(stdout).lines();
         let first = match lines.next() {
-            Some(Ok(line)) => match serde_json::from_str::<Handshake>(&line) {
-                Ok(hs) => Ok(hs),
-                Err(_) => Err("its first output line is not a handshake".to_owned()),
-            },
+            Some(Ok(line)) => decode_handshake(&self.name, &line),
             Some(Err(e)) => Err(format!("reading its output failed: {e}")),
             None => Err("it exited before the handshake".to_owned()),
         };
@@ -792,8 +790,8 @@ impl Connection {
                 if line.trim().is_empty() {
                     continue;
                 }
-                match serde_json::from_str::<Response>(&line) {
-                    Ok(resp) => self.deliver(resp),
+                match decode_response(&line, |m| self.redact(m)) {
+                    Ok((id, reply)) => self.deliver(id, reply),
                     Err(e) => {
                         tracing::warn!(plugin = %self.name, pid = self.pid, error = %e, "the plugin wrote a line that is not a response; ignored")
                     }
@@ -812,19 +810,10 @@ impl Connection {
         self.reap();
     }
 
-    fn deliver(&self, resp: Response) {
-        let Some(waiter) = self.pending.lock().expect("not poisoned").remove(&resp.id) else {
-            tracing::debug!(plugin = %self.name, id = resp.id, "a response for no call in flight (timed out?)");
+    fn deliver(&self, id: u64, reply: Result<Value, BackendError>) {
+        let Some(waiter) = self.pending.lock().expect("not poisoned").remove(&id) else {
+            tracing::debug!(plugin = %self.name, id, "a response for no call in flight (timed out?)");
             return;
-        };
-        let reply = match (resp.result, resp.error) {
-            (_, Some(err)) => {
-                let mut err = BackendError::from(err);
-                redact_error(&mut err, |m| self.redact(m));
-                Err(err)
-            }
-            (Some(result), None) => Ok(result),
-            (None, None) => Ok(Value::Null),
         };
         waiter.send(reply);
     }
@@ -940,6 +929,33 @@ fn redact_error(err: &mut BackendError, redact: impl Fn(&str) -> String) {
         | BackendError::Database(m)
         | BackendError::Statement { message: m, .. } => *m = redact(m),
     }
+}
+
+/// Decodes and checks the first line of a plugin's output, the handshake of plugin `name`;
+/// `Err` says what is wrong with it.
+pub fn decode_handshake(name: &str, line: &str) -> Result<Handshake, String> {
+    let hs = serde_json::from_str::<Handshake>(line)
+        .map_err(|_| "its first output line is not a handshake".to_owned())?;
+    check_handshake(name, hs)
+}
+
+/// Decodes a response line of a plugin: the call's id and its outcome, with an error's
+/// message passed through `redact` (which removes the secrets the plugin was sent).
+pub fn decode_response(
+    line: &str,
+    redact: impl Fn(&str) -> String,
+) -> Result<(u64, Result<Value, BackendError>), serde_json::Error> {
+    let resp = serde_json::from_str::<Response>(line)?;
+    let reply = match (resp.result, resp.error) {
+        (_, Some(err)) => {
+            let mut err = BackendError::from(err);
+            redact_error(&mut err, redact);
+            Err(err)
+        }
+        (Some(result), None) => Ok(result),
+        (None, None) => Ok(Value::Null),
+    };
+    Ok((resp.id, reply))
 }
 
 fn check_handshake(name: &str, hs: Handshake) -> Result<Handshake, String> {
@@ -1143,7 +1159,12 @@ struct PluginState {
     backend: Mutex<Option<Arc<dyn DatabaseBackend>>>,
 }
 
-fn params<T: for<'de> Deserialize<'de>>(method: &str, value: Value) -> Result<T, BackendError> {
+/// Decodes the `params` of a request for `method` as `T` (`null` counts as `{}`); bad
+/// parameters are a [`BackendError::InvalidRequest`].
+pub fn decode_params<T: for<'de> Deserialize<'de>>(
+    method: &str,
+    value: Value,
+) -> Result<T, BackendError> {
     let value = if value.is_null() { json!({}) } else { value };
     serde_json::from_value(value)
         .map_err(|e| BackendError::InvalidRequest(format!("invalid parameters for {method}: {e}")))
@@ -1179,7 +1200,7 @@ impl PluginState {
     async fn dispatch(&self, method: &str, raw: Value) -> Result<Value, BackendError> {
         match method {
             "initialize" => {
-                let p: InitializeParams = params(method, raw)?;
+                let p: InitializeParams = decode_params(method, raw)?;
                 if self.backend.lock().expect("not poisoned").is_some() {
                     return Err(BackendError::InvalidRequest(
                         "the plugin is initialised already".into(),
@@ -1201,7 +1222,7 @@ impl PluginState {
                 Ok(to_value(&result))
             }
             "generate_username" => {
-                let p: GenerateUsernameParams = params(method, raw)?;
+                let p: GenerateUsernameParams = decode_params(method, raw)?;
                 let username = self.backend()?.generate_username(&UsernameMetadata {
                     display_name: p.display_name,
                     role_name: p.role_name,
@@ -1213,7 +1234,7 @@ impl PluginState {
                 Ok(json!({}))
             }
             "new_user" => {
-                let p: NewUserParams = params(method, raw)?;
+                let p: NewUserParams = decode_params(method, raw)?;
                 self.backend()?
                     .new_user(NewUserRequest {
                         username: p.username,
@@ -1225,7 +1246,7 @@ impl PluginState {
                 Ok(json!({}))
             }
             "update_user" => {
-                let p: UpdateUserParams = params(method, raw)?;
+                let p: UpdateUserParams = decode_params(method, raw)?;
                 self.backend()?
                     .update_user(UpdateUserRequest {
                         username: p.username,
@@ -1242,7 +1263,7 @@ impl PluginState {
                 Ok(json!({}))
             }
             "delete_user" => {
-                let p: DeleteUserParams = params(method, raw)?;
+                let p: DeleteUserParams = decode_params(method, raw)?;
                 self.backend()?
                     .delete_user(DeleteUserRequest {
                         username: p.username,

@@ -8,7 +8,10 @@
 //! Placeholders are substituted as plain text, as Vault does, because templates already
 //! carry their own quotes (`CREATE ROLE "{{name}}" ... PASSWORD '{{password}}'`). To keep
 //! that safe, a substituted value may not contain any character that could end a quoted
-//! context: quotes of every kind, backslashes and control characters are refused.
+//! context: quotes of every kind, backslashes and control characters are refused, and so is
+//! a value that would add a dollar-quote delimiter (`$$`, `$tag$`) of its statement, which
+//! would end a PostgreSQL `DO $$ ... $$` body early. Each placeholder is replaced once, in
+//! one pass: text inside a substituted value is never taken for a placeholder.
 
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
@@ -208,22 +211,90 @@ pub fn render(
         check_substitutable("password", password)?;
     }
     let expiration = vars.expiration.map(format_expiration);
-    Ok(split_statements(templates)
+    let values = [
+        ("{{name}}", vars.username),
+        ("{{username}}", vars.username),
+        ("{{password}}", vars.password),
+        ("{{expiration}}", expiration.as_deref()),
+    ];
+    split_statements(templates)
         .into_iter()
         .map(|stmt| {
-            let mut sql = stmt;
-            if let Some(name) = vars.username {
-                sql = sql.replace("{{name}}", name).replace("{{username}}", name);
-            }
-            if let Some(password) = vars.password {
-                sql = sql.replace("{{password}}", password);
-            }
-            if let Some(exp) = &expiration {
-                sql = sql.replace("{{expiration}}", exp);
-            }
-            SqlText(sql)
+            let sql = substitute(&stmt, &values);
+            check_dollar_quotes(&stmt, &sql)?;
+            Ok(SqlText(sql))
         })
-        .collect())
+        .collect()
+}
+
+/// Replaces each placeholder that has a value in one left-to-right pass, so a value that
+/// itself contains `{{password}}` (say) is copied as it is.
+fn substitute(template: &str, values: &[(&str, Option<&str>)]) -> String {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(at) = rest.find("{{") {
+        out.push_str(&rest[..at]);
+        rest = &rest[at..];
+        match values
+            .iter()
+            .find_map(|(ph, value)| value.filter(|_| rest.starts_with(ph)).map(|v| (ph, v)))
+        {
+            Some((ph, value)) => {
+                out.push_str(value);
+                rest = &rest[ph.len()..];
+            }
+            None => {
+                // Only one `{`: in `{{{name}}` the placeholder starts at the second.
+                out.push('{');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Refuses a rendering in which the substituted values added a dollar-quote delimiter that
+/// the statement uses (`$$` or `$tag$`): inside `DO $$ ... $$` such a value would end the
+/// body and let the rest of it run as SQL. Delimiters are collected wherever they appear in
+/// the template, which may refuse a harmless value but never misses a real delimiter.
+fn check_dollar_quotes(template: &str, sql: &str) -> Result<(), BackendError> {
+    for delimiter in dollar_delimiters(template) {
+        if count_overlapping(sql, &delimiter) > count_overlapping(template, &delimiter) {
+            return Err(BackendError::InvalidRequest(format!(
+                "a substituted value contains {delimiter}, which would end a dollar-quoted \
+                 block of the statement; change the password policy or username template"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Every `$$` and `$tag$` in `sql` (a tag as PostgreSQL allows: a letter or `_`, then
+/// letters, digits and `_`).
+fn dollar_delimiters(sql: &str) -> Vec<String> {
+    let is_tag_char = |c: char| c.is_alphanumeric() || c == '_';
+    let mut found: Vec<String> = Vec::new();
+    for (at, _) in sql.match_indices('$') {
+        let after = &sql[at + 1..];
+        let tag_len = after.find(|c| !is_tag_char(c)).unwrap_or(after.len());
+        let tag = &after[..tag_len];
+        if after[tag_len..].starts_with('$') && !tag.starts_with(|c: char| c.is_ascii_digit()) {
+            let delimiter = format!("${tag}$");
+            if !found.contains(&delimiter) {
+                found.push(delimiter);
+            }
+        }
+    }
+    found
+}
+
+/// Occurrences of `needle` in `haystack`, overlapping ones included (`$$$` holds two `$$`).
+fn count_overlapping(haystack: &str, needle: &str) -> usize {
+    haystack
+        .char_indices()
+        .filter(|(at, _)| haystack[*at..].starts_with(needle))
+        .count()
 }
 
 fn check_substitutable(what: &str, value: &str) -> Result<(), BackendError> {
@@ -318,6 +389,54 @@ mod tests {
             ..Default::default()
         };
         assert!(render(&strings(&["CREATE ROLE \"{{name}}\""]), &vars).is_err());
+    }
+
+    /// Found by the `statement_render` fuzz target: with the password `pa$$word` the `$$`
+    /// ended the `DO $$` body early, so the rest of the body ran as top-level SQL.
+    #[test]
+    fn refuses_values_that_end_a_dollar_quoted_body() {
+        let block = strings(&[
+            "DO $$ BEGIN CREATE ROLE \"{{name}}\" LOGIN PASSWORD '{{password}}'; END $$;",
+        ]);
+        let vars = |password| StatementVars {
+            username: Some("v-u1"),
+            password: Some(password),
+            ..Default::default()
+        };
+        let err = render(&block, &vars("pa$$word")).unwrap_err();
+        assert!(!err.to_string().contains("pa$$word"), "{err}");
+        // A value that completes a delimiter with the template's own `$` is refused too.
+        let tagged = strings(&["DO $body$ BEGIN PERFORM '{{password}}body$'; END $body$"]);
+        assert!(render(&tagged, &vars("x$")).is_err());
+        // `$` alone, another tag, or `$$` outside any dollar-quoted statement are fine.
+        assert!(render(&block, &vars("pa$word$")).is_ok());
+        assert!(
+            render(
+                &strings(&["ALTER ROLE \"{{name}}\" PASSWORD '{{password}}'"]),
+                &vars("pa$$word")
+            )
+            .is_ok()
+        );
+    }
+
+    /// Found by the `statement_render` fuzz target: values were substituted one placeholder
+    /// after the other, so a username containing `{{password}}` received the password.
+    #[test]
+    fn substitutes_each_placeholder_once() {
+        let vars = StatementVars {
+            username: Some("u{{password}}"),
+            password: Some("p{{name}}{{expiration}}"),
+            expiration: Some(DateTime::from_timestamp(0, 0).unwrap()),
+        };
+        let got = render(
+            &strings(&["CREATE ROLE \"{{name}}\" PASSWORD '{{password}}' VALID UNTIL '{{expiration}}' {{other}} {{{name}}}"]),
+            &vars,
+        )
+        .unwrap();
+        assert_eq!(
+            got[0].as_str(),
+            "CREATE ROLE \"u{{password}}\" PASSWORD 'p{{name}}{{expiration}}' VALID UNTIL '1970-01-01 00:00:00+0000' {{other}} {u{{password}}}"
+        );
     }
 
     #[test]
