@@ -151,9 +151,13 @@ pub async fn run_load(options: LoadOptions) -> Result<LoadReport, BenchError> {
     };
     let mut levels = Vec::new();
     for &concurrency in &options.concurrency {
-        let open_direct = |connections: usize| {
-            let (url, role, (family, _)) = baseline.as_ref().expect("baseline checked");
-            Direct::open(
+        // `connections` = workers: the database's own rate; 1: the serialised connection.
+        let baseline = &baseline;
+        let baseline_run = |connections: usize, label: String| async move {
+            let Some((url, role, (family, _))) = baseline else {
+                return Ok(None);
+            };
+            let direct = Direct::open(
                 *family,
                 secrecy::ExposeSecret::expose_secret(*url),
                 connections,
@@ -161,43 +165,22 @@ pub async fn run_load(options: LoadOptions) -> Result<LoadReport, BenchError> {
                 role.revocation_statements.clone(),
                 Utc::now() + chrono::Duration::seconds(role.default_ttl.max(3600)),
             )
+            .await?;
+            direct_run(
+                &direct,
+                options.workload,
+                concurrency,
+                options.limit,
+                &label,
+            )
+            .await
+            .map(Some)
         };
-        let database = match baseline {
-            Some(_) => {
-                let direct = open_direct(concurrency).await?;
-                let label = format!("database x{concurrency}");
-                Some(
-                    direct_run(
-                        &direct,
-                        options.workload,
-                        concurrency,
-                        options.limit,
-                        &label,
-                    )
-                    .await?,
-                )
-            }
-            None => None,
-        };
+        let database = baseline_run(concurrency, format!("database x{concurrency}")).await?;
         let dbwarden = target
             .run(options.workload, concurrency, options.limit)
             .await?;
-        let serialized = match baseline {
-            Some(_) => {
-                let direct = open_direct(1).await?;
-                Some(
-                    direct_run(
-                        &direct,
-                        options.workload,
-                        concurrency,
-                        options.limit,
-                        "database x1 (serial)",
-                    )
-                    .await?,
-                )
-            }
-            None => None,
-        };
+        let serialized = baseline_run(1, "database, serialised".to_owned()).await?;
         levels.push(LevelReport::new(
             concurrency,
             dbwarden,

@@ -7,6 +7,7 @@ use dbwarden_testkit::{TempPostgres, TestMysql, unique_name};
 use mysql_async::prelude::Queryable;
 use serde_json::{Value, json};
 
+use crate::access::count_users;
 use crate::postgres::{prepare_db, register};
 use crate::support::Server;
 
@@ -32,18 +33,6 @@ fn bench(server: &Server, args: &[&str], database_url: Option<&str>) -> (i32, St
 fn json_report(out: &(i32, String, String)) -> Value {
     assert_eq!(out.0, 0, "bench failed: {}", out.2);
     serde_json::from_str(&out.1).unwrap_or_else(|e| panic!("not JSON ({e}): {}", out.1))
-}
-
-async fn pg_roles_like(pg: &TempPostgres, prefix: &str) -> i64 {
-    pg.connect("postgres")
-        .await
-        .query_one(
-            "SELECT count(*) FROM pg_roles WHERE starts_with(rolname, $1)",
-            &[&prefix],
-        )
-        .await
-        .unwrap()
-        .get(0)
 }
 
 #[tokio::test]
@@ -112,8 +101,8 @@ async fn postgres_group_role_creds_with_baselines_leave_nothing_behind() {
     }
     // Every user the run created is gone: dbwarden's leases were revoked, the baselines'
     // users dropped.
-    assert_eq!(pg_roles_like(pg, &format!("v-root-{role}-")).await, 0);
-    assert_eq!(pg_roles_like(pg, "dbwb-").await, 0);
+    assert_eq!(count_users(pg, &format!("v-root-{role}-")).await, 0);
+    assert_eq!(count_users(pg, "dbwb-").await, 0);
     let (status, _) = client
         .call(
             "LIST",
@@ -147,7 +136,7 @@ async fn postgres_group_role_creds_with_baselines_leave_nothing_behind() {
             out.1
         );
     }
-    assert_eq!(pg_roles_like(pg, &format!("v-root-{role}-")).await, 0);
+    assert_eq!(count_users(pg, &format!("v-root-{role}-")).await, 0);
 }
 
 #[tokio::test]
