@@ -34,6 +34,11 @@ const MAX_NESTING: usize = 32;
 /// a template such as `random 9999999999` must not be able to exhaust memory.
 const MAX_RANDOM_LEN: i64 = 1024;
 
+/// Longest string any function may produce, in bytes. No username comes near it, but
+/// without a bound a short template such as twelve chained `replace "" "aaaaaaaa"` would
+/// grow its value ninefold per step and exhaust memory while the config is validated.
+const MAX_VALUE_LEN: usize = 64 * 1024;
+
 /// Whitespace as Go's template lexer defines it (trim markers strip exactly these).
 const SPACE_CHARS: &[char] = &[' ', '\t', '\r', '\n'];
 
@@ -851,21 +856,25 @@ impl Context<'_> {
 
     fn apply(&self, func: Func, args: Vec<Value>) -> Result<String, TemplateError> {
         let args = Args { func, values: args };
-        Ok(match func {
+        let out = match func {
             Func::Printf => printf(&args.values)?,
             Func::Random => random(args.int(0)?)?,
             Func::Truncate => truncate(args.int(0)?, args.str(1)?)?,
             Func::TruncateSha256 => truncate_sha256(args.int(0)?, args.str(1)?)?,
             Func::Uppercase => map_runes(args.str(0)?, char::to_uppercase),
             Func::Lowercase => map_runes(args.str(0)?, char::to_lowercase),
-            Func::Replace => args.str(2)?.replace(args.str(0)?, args.str(1)?),
+            Func::Replace => replace(args.str(2)?, args.str(0)?, args.str(1)?)?,
             Func::Sha256 => hex::encode(Sha256::digest(args.str(0)?)),
             Func::Base64 => base64::engine::general_purpose::STANDARD.encode(args.str(0)?),
             Func::UnixTime => self.now.timestamp().to_string(),
             Func::UnixTimeMillis => self.now.timestamp_millis().to_string(),
             Func::Timestamp => format_go_time(args.str(0)?, self.now),
             Func::Uuid => uuid::Uuid::new_v4().to_string(),
-        })
+        };
+        if out.len() > MAX_VALUE_LEN {
+            return Err(too_long(func.name()));
+        }
+        Ok(out)
     }
 }
 
@@ -925,6 +934,28 @@ fn map_runes<I: Iterator<Item = char> + ExactSizeIterator>(
 
 fn invalid(function: &'static str, message: String) -> TemplateError {
     TemplateError::InvalidArgument { function, message }
+}
+
+fn too_long(function: &'static str) -> TemplateError {
+    invalid(
+        function,
+        format!("the result would exceed {MAX_VALUE_LEN} bytes"),
+    )
+}
+
+/// `replace old new s`, refused before it is built if the result would be too long (an empty
+/// `old` matches before every character and at the end, as in Go).
+fn replace(s: &str, old: &str, new: &str) -> Result<String, TemplateError> {
+    let matches = if old.is_empty() {
+        s.chars().count() + 1
+    } else {
+        s.matches(old).count()
+    };
+    let len = (s.len() - matches * old.len()).saturating_add(matches.saturating_mul(new.len()));
+    if len > MAX_VALUE_LEN {
+        return Err(too_long("replace"));
+    }
+    Ok(s.replace(old, new))
 }
 
 /// Go's `fmt.Sprintf` for the verbs `%s`, `%d`, `%v` and `%%`. Where Go would print markers
@@ -1727,6 +1758,35 @@ mod tests {
     fn non_ascii_text_and_strings() {
         assert_eq!(render("ü-{{ \"é\" | uppercase }}-€"), "ü-É-€");
         assert_eq!(render(r#"{{ "ß" | uppercase }}"#), "ß");
+    }
+
+    /// A short template that grows its value ninefold per step used to exhaust memory (and
+    /// time) during `parse`, which renders once to validate; reproduced with the
+    /// `username_template` fuzz target's binary.
+    #[test]
+    fn values_cannot_grow_without_bound() {
+        let chain = format!(
+            "{{{{ \"\" {}}}}}",
+            "| replace \"\" \"aaaaaaaa\" ".repeat(12)
+        );
+        assert!(matches!(
+            UsernameTemplate::parse(&chain),
+            Err(TemplateError::InvalidArgument {
+                function: "replace",
+                ..
+            })
+        ));
+        let chained = format!(
+            "{{{{ \"ab\" {}}}}}",
+            "| printf \"%s%s\" .RoleName ".repeat(20)
+        );
+        assert!(UsernameTemplate::parse(&chained).is_ok());
+        let long = UsernameTemplate::parse("{{ .DisplayName | lowercase }}").unwrap();
+        assert!(
+            long.render(&meta(&"A".repeat(MAX_VALUE_LEN + 1), "r"))
+                .is_err()
+        );
+        assert_eq!(replace("ab", "", "-").unwrap(), "-a-b-");
     }
 
     #[test]
