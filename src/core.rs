@@ -28,7 +28,7 @@ pub struct Core {
     /// Open connections to target databases.
     pub backends: Backends,
     /// Wakes the lease worker when a lease with an earlier deadline is stored.
-    pub lease_wake: tokio::sync::Notify,
+    pub lease_wake: crate::engine::lease::LeaseWake,
     /// When this process started serving.
     pub started: Instant,
     /// Revocation and worker tunables.
@@ -112,7 +112,7 @@ impl Core {
             barrier,
             hmac_key,
             backends: Backends::default(),
-            lease_wake: tokio::sync::Notify::new(),
+            lease_wake: crate::engine::lease::LeaseWake::default(),
             started: Instant::now(),
             leases: LeaseSettings::default(),
             rotation: RotationSettings::default(),

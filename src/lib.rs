@@ -11,6 +11,8 @@
 //! - [`storage`]: dbwarden's own storage (SQLite or PostgreSQL through sqlx).
 //! - [`core`]: the unsealed state shared by handlers and background tasks.
 //! - [`config`], [`server`], [`operator`]: the configuration file and the commands.
+//! - [`bench`]: `dbwarden bench`: load against a server, measured against the target
+//!   database's own rate, and the lease-scale run.
 //! - [`agent`]: the sidecar (`dbwarden agent`): auto-auth, files, renewal, rotation, reload.
 //! - `csi` (cargo feature `csi`, on by default): the Secrets Store CSI driver provider
 //!   (`dbwarden csi-provider`), gRPC over a unix socket with checked-in generated code.
@@ -21,6 +23,7 @@
 pub mod agent;
 pub mod audit;
 pub mod auth;
+pub mod bench;
 pub mod config;
 pub mod core;
 pub mod crypto;

@@ -43,6 +43,96 @@ enum Command {
     /// replaced (with a new object version) only when the lease nears its maximum.
     #[cfg(feature = "csi")]
     CsiProvider(CsiProviderArgs),
+    /// Measure a running server: credential throughput and latency, compared with the
+    /// target database's own rate for the same statements (--baseline), or the behaviour of
+    /// a server with many leases in storage (lease-scale).
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Issue credentials (`GET <mount>/creds/<role>`); the leases are revoked afterwards,
+    /// untimed.
+    Creds(LoadArgs),
+    /// Issue a credential and revoke its lease, timed together.
+    CredsRevoke(LoadArgs),
+    /// Renew one lease per worker (`PUT sys/leases/renew`).
+    Renew(LoadArgs),
+    /// Look up one lease per worker (`PUT sys/leases/lookup`).
+    Lookup(LoadArgs),
+    /// Read a static role's credentials (`GET <mount>/static-creds/<role>`).
+    StaticRead(LoadArgs),
+    /// Fill a fresh server's storage with N leases and measure start-up, memory and lookup
+    /// latency; with --database-url, also the expiry throughput when real users all fall
+    /// due at once.
+    LeaseScale(LeaseScaleArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct LoadArgs {
+    /// The server address.
+    #[arg(long, env = "DBWARDEN_ADDR", default_value = "http://127.0.0.1:8200")]
+    address: String,
+    /// A token allowed to use the role and sys/leases (prefer the environment variable:
+    /// arguments are visible to other users of the machine).
+    #[arg(long, env = "DBWARDEN_TOKEN", hide_env_values = true)]
+    token: String,
+    /// A PEM CA certificate to trust for an https address.
+    #[arg(long, value_name = "FILE")]
+    ca_cert: Option<PathBuf>,
+    /// The database secrets engine's mount.
+    #[arg(long, default_value = "database")]
+    mount: String,
+    /// The role (a static role for static-read).
+    #[arg(long)]
+    role: String,
+    /// Workers; a comma-separated list runs once per level.
+    #[arg(short, long, value_delimiter = ',', default_value = "8")]
+    concurrency: Vec<usize>,
+    /// How long each run lasts.
+    #[arg(short, long, default_value = "10s", value_parser = humantime::parse_duration, conflicts_with = "count")]
+    duration: std::time::Duration,
+    /// Stop each run after this many operations instead.
+    #[arg(short = 'n', long)]
+    count: Option<u64>,
+    /// Also run the role's own creation (and revocation) statements straight against the
+    /// database at the same concurrency, and on one serialised connection, and print the
+    /// ratios (creds and creds-revoke).
+    #[arg(long, requires = "baseline_url")]
+    baseline: bool,
+    /// An admin URL of the target database for --baseline (postgres://... or mysql://...).
+    #[arg(
+        long,
+        env = "DBWARDEN_BENCH_DATABASE_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    baseline_url: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
+}
+
+#[derive(Debug, clap::Args)]
+struct LeaseScaleArgs {
+    /// Lease counts, one run each.
+    #[arg(long, value_delimiter = ',', default_value = "10000,100000,1000000")]
+    leases: Vec<usize>,
+    /// A PostgreSQL admin URL: also measure expiry with real users.
+    #[arg(
+        long,
+        env = "DBWARDEN_BENCH_DATABASE_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    database_url: Option<String>,
+    /// How many real users, besides the N leases, fall due at once (0 skips this phase).
+    #[arg(long, default_value_t = 10_000)]
+    expire: usize,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
 }
 
 #[derive(Debug, clap::Args)]
@@ -275,6 +365,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             .await
             .map_err(|e| Failure::Runtime(e.to_string()))
         }
+        Command::Bench(command) => bench(command).await,
         Command::Audit(AuditCommand::Verify {
             file,
             continues_from,
@@ -307,6 +398,70 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
     }
+}
+
+async fn bench(command: BenchCommand) -> Result<(), Failure> {
+    use dbwarden::bench::{self, BenchError, Workload, drive::Limit};
+    let failure = |e: BenchError| match e {
+        BenchError::Usage(_) => Failure::Config(e.to_string()),
+        other => Failure::Runtime(other.to_string()),
+    };
+    let (workload, args) = match command {
+        BenchCommand::LeaseScale(args) => {
+            let server_binary = std::env::current_exe()
+                .map_err(|e| Failure::Runtime(format!("cannot find the dbwarden binary: {e}")))?;
+            let figures = bench::lease_scale::run(&bench::lease_scale::ScaleOptions {
+                server_binary,
+                sizes: args.leases,
+                database_url: args.database_url.map(Into::into),
+                expire: args.expire,
+                progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            })
+            .await
+            .map_err(failure)?;
+            match args.format {
+                Format::Json => println!("{}", serde_json::json!({ "lease_scale": figures })),
+                Format::Text => bench::print_scale_table(&figures),
+            }
+            return Ok(());
+        }
+        BenchCommand::Creds(args) => (Workload::Creds, args),
+        BenchCommand::CredsRevoke(args) => (Workload::CredsRevoke, args),
+        BenchCommand::Renew(args) => (Workload::Renew, args),
+        BenchCommand::Lookup(args) => (Workload::Lookup, args),
+        BenchCommand::StaticRead(args) => (Workload::StaticRead, args),
+    };
+    let ca_pem = match &args.ca_cert {
+        Some(path) => Some(
+            std::fs::read(path)
+                .map_err(|e| Failure::Config(format!("cannot read {}: {e}", path.display())))?,
+        ),
+        None => None,
+    };
+    let report = bench::run_load(bench::LoadOptions {
+        workload,
+        address: args.address,
+        ca_pem,
+        token: args.token.into(),
+        mount: args.mount,
+        role: args.role,
+        concurrency: args.concurrency,
+        limit: match args.count {
+            Some(n) => Limit::Count(n),
+            None => Limit::Duration(args.duration),
+        },
+        baseline_url: args.baseline_url.filter(|_| args.baseline).map(Into::into),
+    })
+    .await
+    .map_err(failure)?;
+    match args.format {
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        ),
+        Format::Text => bench::print_load_table(&report),
+    }
+    Ok(())
 }
 
 fn verify_audit(

@@ -106,7 +106,7 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
     core.leases = config.leases.clone();
     core.rotation = config.rotation.clone();
     core.metrics = install_metrics();
-    if matches!(core.store, Store::Sqlite(_)) {
+    if matches!(core.store, Store::Sqlite(..)) {
         // One process owns a SQLite file, so every pending lease found now was left by a
         // process that died mid-issuance: revoke those users at once.
         let released = core

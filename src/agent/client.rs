@@ -289,6 +289,16 @@ impl ApiClient {
         })
     }
 
+    /// `POST <path>` with a JSON body; the response body (Null when empty).
+    pub async fn write(
+        &self,
+        token: &SecretString,
+        path: &str,
+        body: Value,
+    ) -> Result<Value, ApiError> {
+        self.call("POST", path, Some(token), Some(body)).await
+    }
+
     /// `PUT sys/leases/renew`.
     pub async fn renew_lease(
         &self,

@@ -161,8 +161,56 @@ pub async fn activate(core: &Core, id: &str, expire: DateTime<Utc>) -> Result<()
             "lease {id} was taken over before the user was handed out (the request took longer than the claim timeout)"
         )));
     }
-    core.lease_wake.notify_one();
+    core.lease_wake.due_at(millis(expire));
     Ok(())
+}
+
+/// Wakes the lease worker, but only when it would otherwise sleep past a new deadline.
+///
+/// Waking the worker for every issued lease would cost a storage pass per credential
+/// (three queries, measured as most of the storage traffic under load) for leases that are
+/// usually due hours later.
+#[derive(Debug)]
+pub struct LeaseWake {
+    notify: tokio::sync::Notify,
+    /// When the worker plans to wake (ms since the epoch); `i64::MAX` while it is deciding.
+    planned: std::sync::atomic::AtomicI64,
+}
+
+impl Default for LeaseWake {
+    fn default() -> Self {
+        LeaseWake {
+            notify: tokio::sync::Notify::new(),
+            planned: std::sync::atomic::AtomicI64::new(i64::MAX),
+        }
+    }
+}
+
+impl LeaseWake {
+    /// Wakes the worker now (work is due already).
+    pub fn now(&self) {
+        self.notify.notify_one();
+    }
+
+    /// A lease falls due at `at_ms`: wakes the worker if it planned to sleep longer.
+    pub fn due_at(&self, at_ms: i64) {
+        if at_ms < self.planned.load(std::sync::atomic::Ordering::SeqCst) {
+            self.notify.notify_one();
+        }
+    }
+
+    /// Called by the worker before it reads the next deadline, so that a lease stored
+    /// meanwhile wakes it rather than being missed.
+    fn deciding(&self) {
+        self.planned
+            .store(i64::MAX, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Called by the worker with the time it will wake at.
+    fn plan(&self, at_ms: i64) {
+        self.planned
+            .store(at_ms, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 fn open_revocation(core: &Core, row: &LeaseRow) -> Result<Revocation> {
@@ -434,7 +482,7 @@ pub async fn revoke(core: &Core, id: &str) -> Result<()> {
 /// Hands a lease to the worker for revocation as soon as possible (`sync=false`).
 pub async fn revoke_later(core: &Core, id: &str) -> Result<()> {
     if core.store.mark_lease_due(id, now_ms()).await? {
-        core.lease_wake.notify_one();
+        core.lease_wake.now();
     }
     Ok(())
 }
@@ -478,7 +526,7 @@ pub async fn revoke_by_owner(core: &Core, owner: &str) -> Result<()> {
     for id in core.store.lease_ids_by_owner(owner).await? {
         core.store.mark_lease_due(&id, now).await?;
     }
-    core.lease_wake.notify_one();
+    core.lease_wake.now();
     Ok(())
 }
 
@@ -612,15 +660,18 @@ pub async fn worker(core: Arc<Core>, mut shutdown: tokio::sync::watch::Receiver<
                 Err(e) => tracing::error!(error = %e, "lease worker pass failed"),
             }
         }
+        core.lease_wake.deciding();
         let sleep = match core.store.next_due().await {
             Ok(Some(at)) => {
                 Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0)).min(MAX_SLEEP)
             }
             _ => MAX_SLEEP,
         };
+        core.lease_wake
+            .plan(now_ms().saturating_add(i64::try_from(sleep.as_millis()).unwrap_or(i64::MAX)));
         tokio::select! {
             _ = tokio::time::sleep(sleep) => {}
-            _ = core.lease_wake.notified() => {}
+            _ = core.lease_wake.notify.notified() => {}
             Some(_) = running.join_next(), if !running.is_empty() => {}
             _ = shutdown.changed() => break,
         }

@@ -78,9 +78,16 @@ pub struct LeaseRow {
     pub owner_accessor: Option<String>,
 }
 
-const COLUMNS: &str = "id, mount, role_name, connection_name, username, owner, state, renewable, \
-    issue_time, expire_time, max_expire_time, last_renewal, revocation, revoke_attempts, \
-    revoke_error, next_attempt, claimed_until, owner_accessor";
+/// The lease columns as a literal, so statements can be built with `concat!`.
+macro_rules! lease_columns {
+    () => {
+        "id, mount, role_name, connection_name, username, owner, state, renewable, \
+         issue_time, expire_time, max_expire_time, last_renewal, revocation, revoke_attempts, \
+         revoke_error, next_attempt, claimed_until, owner_accessor"
+    };
+}
+
+const COLUMNS: &str = lease_columns!();
 
 fn from_row<R>(row: &R) -> Result<LeaseRow>
 where
@@ -125,40 +132,64 @@ const CLAIM_DUE_SQLITE: &str = "UPDATE leases SET state = 'revoking', next_attem
     WHERE id IN (SELECT id FROM leases WHERE next_attempt <= $1 ORDER BY next_attempt LIMIT $3) \
     RETURNING ";
 
+/// Inserts one lease; the placeholders follow [`COLUMNS`].
+const INSERT_LEASE: &str = concat!(
+    "INSERT INTO leases (",
+    lease_columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
+);
+
+/// Binds a lease's fields in [`COLUMNS`] order.
+fn bind_lease<'q, DB>(
+    query: sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>,
+    lease: &'q LeaseRow,
+) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>
+where
+    DB: sqlx::Database,
+    &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<&'q str>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<i64>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    &'q [u8]: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    query
+        .bind(lease.id.as_str())
+        .bind(lease.mount.as_str())
+        .bind(lease.role_name.as_str())
+        .bind(lease.connection_name.as_str())
+        .bind(lease.username.as_str())
+        .bind(lease.owner.as_deref())
+        .bind(lease.state.as_str())
+        .bind(i64::from(lease.renewable))
+        .bind(lease.issue_time)
+        .bind(lease.expire_time)
+        .bind(lease.max_expire_time)
+        .bind(lease.last_renewal)
+        .bind(lease.revocation.as_slice())
+        .bind(lease.revoke_attempts)
+        .bind(lease.revoke_error.as_deref())
+        .bind(lease.next_attempt)
+        .bind(lease.claimed_until)
+        .bind(lease.owner_accessor.as_deref())
+}
+
 impl Store {
-    /// Inserts a new lease row.
+    /// Inserts a new lease row (one autocommitted statement: issuance is latency-bound).
     pub async fn insert_lease(&self, lease: &LeaseRow) -> Result<()> {
-        self.insert_leases(std::slice::from_ref(lease)).await
+        on_pool!(self, pool => {
+            bind_lease(sqlx::query(sqlx::AssertSqlSafe(INSERT_LEASE)), lease)
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
     }
 
     /// Inserts lease rows in one transaction (bulk loads, benchmarks).
     pub async fn insert_leases(&self, leases: &[LeaseRow]) -> Result<()> {
-        let sql = format!(
-            "INSERT INTO leases ({COLUMNS}) VALUES \
-             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
-        );
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             for lease in leases {
-                sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
-                    .bind(&lease.id)
-                    .bind(&lease.mount)
-                    .bind(&lease.role_name)
-                    .bind(&lease.connection_name)
-                    .bind(&lease.username)
-                    .bind(&lease.owner)
-                    .bind(lease.state.as_str())
-                    .bind(i64::from(lease.renewable))
-                    .bind(lease.issue_time)
-                    .bind(lease.expire_time)
-                    .bind(lease.max_expire_time)
-                    .bind(lease.last_renewal)
-                    .bind(&lease.revocation)
-                    .bind(lease.revoke_attempts)
-                    .bind(&lease.revoke_error)
-                    .bind(lease.next_attempt)
-                    .bind(lease.claimed_until)
-                    .bind(&lease.owner_accessor)
+                bind_lease(sqlx::query(sqlx::AssertSqlSafe(INSERT_LEASE)), lease)
                     .execute(&mut *tx)
                     .await?;
             }
@@ -244,7 +275,7 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<LeaseRow>> {
         let head = match self {
-            Store::Sqlite(_) => CLAIM_DUE_SQLITE,
+            Store::Sqlite(..) => CLAIM_DUE_SQLITE,
             Store::Postgres(_) => CLAIM_DUE_POSTGRES,
         };
         let sql = format!("{head}{COLUMNS}");

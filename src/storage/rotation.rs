@@ -117,7 +117,7 @@ impl Store {
     ) -> Result<Vec<RotationRow>> {
         let lock = match self {
             Store::Postgres(_) => " FOR UPDATE SKIP LOCKED",
-            Store::Sqlite(_) => "",
+            Store::Sqlite(..) => "",
         };
         let sql = format!(
             "UPDATE rotations SET claimed_until = $2 WHERE id IN (SELECT id FROM rotations \

@@ -1,7 +1,7 @@
 //! Test-only harness shared by the backends' tests and dbwarden's integration tests.
 //!
-//! - [`TempPostgres`]: a throwaway PostgreSQL cluster per test process, with password
-//!   authentication for every TCP login. The machine's own PostgreSQL trusts local logins, so
+//! - [`TempPostgres`]: a throwaway PostgreSQL cluster per test process (or a private one a
+//!   test may stop and start), with password authentication for every TCP login. The machine's own PostgreSQL trusts local logins, so
 //!   "the old password is refused" would prove nothing there.
 //! - [`TestMysql`]: the MariaDB/MySQL server the tests may use (`127.0.0.1:3306`, `root`
 //!   without a password, unless `DBWARDEN_TEST_MYSQL_URL` says otherwise), with a database per

@@ -1,4 +1,5 @@
-//! A throwaway PostgreSQL cluster per test process.
+//! Throwaway PostgreSQL clusters: one shared per test process, and private ones a test can
+//! stop and start (fault tests).
 
 use std::fs;
 use std::io::Write as _;
@@ -19,11 +20,15 @@ const DIR_PREFIX: &str = "dbwarden-test-pg-";
 ///   random password ([`TempPostgres::superuser_password`]).
 /// - TLS is on, with a throwaway CA ([`TempPostgres::tls_root_cert`]) and a server
 ///   certificate for `127.0.0.1` and `localhost`, when `openssl` is installed.
-/// - Durability is off (`fsync`, `synchronous_commit`, `full_page_writes`): it is a test.
+/// - Durability is off (`fsync`, `full_page_writes`): it is a test, and the machine does not
+///   crash under it. The shared cluster also has `synchronous_commit` off; a private one keeps
+///   it on, so a commit it acknowledged survives [`TempPostgres::stop`] (a crash of the server
+///   process, not of the machine).
 /// - When the tests run as root, the cluster runs as the `postgres` OS user (`runuser`),
 ///   since PostgreSQL refuses to run as root.
 ///
-/// Started once per process by [`TempPostgres::shared`] and stopped at process exit.
+/// Started once per process by [`TempPostgres::shared`] and stopped at process exit, or
+/// owned by one test through [`TempPostgres::private`] and removed when dropped.
 #[derive(Debug)]
 pub struct TempPostgres {
     root: PathBuf,
@@ -42,7 +47,7 @@ impl TempPostgres {
     /// cannot be started, with the server log in the message.
     pub fn shared() -> &'static TempPostgres {
         SHARED.get_or_init(|| {
-            let pg = TempPostgres::start()
+            let pg = TempPostgres::launch(false)
                 .unwrap_or_else(|e| panic!("cannot start a throwaway PostgreSQL: {e}"));
             // SAFETY: `stop_shared_at_exit` is a plain `extern "C" fn` that only reads a
             // `OnceLock` and runs `pg_ctl`; registering it has no other precondition.
@@ -51,6 +56,50 @@ impl TempPostgres {
             }
             pg
         })
+    }
+
+    /// A cluster of the caller's own, which it may [`stop`](TempPostgres::stop) and
+    /// [`start`](TempPostgres::start) again (an outage that other tests must not see).
+    /// Removed when dropped; if the process dies first, the next process that starts a
+    /// cluster removes it.
+    ///
+    /// Blocks for a few seconds (`initdb` and start); panics if PostgreSQL cannot be
+    /// started, with the server log in the message.
+    pub fn private() -> TempPostgres {
+        TempPostgres::launch(true)
+            .unwrap_or_else(|e| panic!("cannot start a throwaway PostgreSQL: {e}"))
+    }
+
+    /// Stops the server at once (`pg_ctl -m immediate`: no clean shutdown, as in a crash),
+    /// keeping its data; every open connection is cut and new ones are refused.
+    pub fn stop(&self) {
+        let _ = self.pg_ctl_stop();
+    }
+
+    /// Starts a stopped server again on the same port and waits until it accepts
+    /// connections (after crash recovery); panics with the server log if it cannot.
+    pub fn start(&self) {
+        self.pg_ctl_start(self.port).unwrap_or_else(|log| {
+            panic!("cannot restart the PostgreSQL on port {}: {log}", self.port)
+        });
+    }
+
+    /// The contents of database `db` as `pg_dump` writes them (plain SQL, data only).
+    /// `bytea` values appear hex-encoded (`\\x...`).
+    pub fn dump(&self, db: &str) -> Vec<u8> {
+        let out = Command::new(self.bindir.join("pg_dump"))
+            .args(["--data-only", "--no-owner", "-h", "127.0.0.1"])
+            .args(["-p", &self.port.to_string(), "-U", "postgres", db])
+            .env("PGPASSWORD", &self.password)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("pg_dump: {e}"));
+        assert!(
+            out.status.success(),
+            "pg_dump {db}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
     }
 
     /// The TCP port on 127.0.0.1.
@@ -143,7 +192,9 @@ impl TempPostgres {
             .unwrap_or_else(|e| panic!("CREATE DATABASE {name}: {e}"));
     }
 
-    fn start() -> Result<TempPostgres, String> {
+    /// Creates and starts a cluster; `crash_safe` keeps `synchronous_commit` on, so an
+    /// immediate stop loses no acknowledged commit.
+    fn launch(crash_safe: bool) -> Result<TempPostgres, String> {
         let bindir = find_bindir()?;
         // SAFETY: geteuid has no preconditions and cannot fail.
         let run_as_postgres = unsafe { libc::geteuid() } == 0;
@@ -206,9 +257,10 @@ impl TempPostgres {
             .map_err(|e| e.to_string())?;
         let mut settings = format!(
             "\n# dbwarden-testkit\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n\
-             shared_buffers = 16MB\nmax_connections = 200\nfsync = off\nsynchronous_commit = off\n\
+             shared_buffers = 16MB\nmax_connections = 200\nfsync = off\nsynchronous_commit = {}\n\
              full_page_writes = off\npassword_encryption = 'scram-sha-256'\n",
-            sock.display()
+            sock.display(),
+            if crash_safe { "on" } else { "off" }
         );
         if let Some(tls) = &tls {
             settings.push_str(&format!(
@@ -224,41 +276,55 @@ impl TempPostgres {
         let mut last_error = String::new();
         for _ in 0..5 {
             let port = free_port()?;
-            let log = root.join("postgres.log");
-            let status = pg
-                .command("pg_ctl")
-                .arg("-D")
-                .arg(&data)
-                .arg("-l")
-                .arg(&log)
-                .args(["-w", "-t", "60", "-o"])
-                .arg(format!("-p {port}"))
-                .arg("start")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .map_err(|e| format!("pg_ctl: {e}"))?;
-            if status.success() {
-                pg.port = port;
-                return Ok(pg);
+            match pg.pg_ctl_start(port) {
+                Ok(()) => {
+                    pg.port = port;
+                    return Ok(pg);
+                }
+                Err(log) => last_error = log,
             }
-            last_error = fs::read_to_string(&log).unwrap_or_default();
         }
         Err(format!("pg_ctl start failed; server log:\n{last_error}"))
     }
 
-    /// Stops the cluster at once and removes its directory (best effort).
-    fn stop(&self) {
-        let _ = self
+    /// Starts the server on `port` and waits until it is ready; the error is the server log.
+    fn pg_ctl_start(&self, port: u16) -> Result<(), String> {
+        let log = self.root.join("postgres.log");
+        let status = self
             .command("pg_ctl")
             .arg("-D")
             .arg(&self.data)
-            .args(["-m", "immediate", "stop"])
+            .arg("-l")
+            .arg(&log)
+            .args(["-w", "-t", "60", "-o"])
+            .arg(format!("-p {port}"))
+            .arg("start")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
-            .status();
+            .status()
+            .map_err(|e| format!("pg_ctl: {e}"))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(fs::read_to_string(&log).unwrap_or_default())
+        }
+    }
+
+    fn pg_ctl_stop(&self) -> std::io::Result<std::process::ExitStatus> {
+        self.command("pg_ctl")
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-w", "-m", "immediate", "stop"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+    }
+
+    /// Stops the cluster at once and removes its directory (best effort).
+    fn destroy(&self) {
+        let _ = self.pg_ctl_stop();
         let _ = fs::remove_dir_all(&self.root);
     }
 
@@ -285,9 +351,16 @@ impl TempPostgres {
     }
 }
 
+impl Drop for TempPostgres {
+    fn drop(&mut self) {
+        // Only private clusters are ever dropped: the shared one lives in a static.
+        self.destroy();
+    }
+}
+
 extern "C" fn stop_shared_at_exit() {
     if let Some(pg) = SHARED.get() {
-        pg.stop();
+        pg.destroy();
     }
 }
 

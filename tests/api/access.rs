@@ -121,7 +121,8 @@ async fn response_wrapping_is_single_use() {
     assert_eq!(status, 400, "a wrapping token works once");
 }
 
-async fn count_users(pg: &TempPostgres, prefix: &str) -> i64 {
+/// How many roles of the cluster have names starting with `prefix`.
+pub(crate) async fn count_users(pg: &TempPostgres, prefix: &str) -> i64 {
     pg.connect("postgres")
         .await
         .query_one(

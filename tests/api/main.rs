@@ -9,6 +9,7 @@ mod auth_approle;
 mod auth_kubernetes;
 mod auth_secrets;
 mod auth_userpass;
+mod bench;
 #[cfg(feature = "csi")]
 mod csi;
 mod deploy;
@@ -27,3 +28,4 @@ mod rotation;
 mod routes;
 mod storage;
 mod support;
+mod torture;

@@ -13,7 +13,7 @@ use crate::postgres::{prepare_db, register};
 use crate::support::{Client, Server, operator_init, write_config};
 
 /// Creates a login role with a known password in the throwaway cluster.
-async fn pg_account(pg: &TempPostgres) -> (String, String) {
+pub(crate) async fn pg_account(pg: &TempPostgres) -> (String, String) {
     let user = unique_name("app_");
     let password = unique_name("Init-");
     pg.connect("postgres")

@@ -78,19 +78,19 @@ impl Server {
         }
     }
 
-    /// Starts `dbwarden server --config FILE` and waits until it answers.
+    /// Starts `dbwarden server --config FILE` and waits until it answers. Its stdout and
+    /// stderr are appended to `<config>.log`, so restarts add to one log.
     pub fn with_config(config: &Path, token: &str, listen: &str) -> Server {
         let log_path = config.with_extension("log");
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .unwrap();
         let child = Command::new(binary())
             .args(["server", "--config", config.to_str().unwrap()])
-            .stdout(Stdio::null())
-            .stderr(
-                std::fs::File::options()
-                    .create(true)
-                    .append(true)
-                    .open(&log_path)
-                    .unwrap(),
-            )
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
             .spawn()
             .expect("start dbwarden");
         let server = Server {
@@ -239,6 +239,17 @@ impl Client {
 
     /// Sends a request; returns the status and the JSON body (`Null` when empty).
     pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.attempt(method, path, body).await.expect("request")
+    }
+
+    /// Sends a request; returns the status and the JSON body, or the transport error (the
+    /// server is down, or was killed while answering).
+    pub async fn attempt(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> reqwest::Result<(u16, Value)> {
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         let mut req = self
             .http
@@ -249,15 +260,15 @@ impl Client {
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let resp = req.send().await.expect("request");
+        let resp = req.send().await?;
         let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap();
+        let text = resp.text().await?;
         let json = if text.is_empty() {
             Value::Null
         } else {
             serde_json::from_str(&text).unwrap_or(Value::String(text))
         };
-        (status, json)
+        Ok((status, json))
     }
 
     /// A client with a new child token holding `policies`.
@@ -270,22 +281,6 @@ impl Client {
             )
             .await;
         self.with_token(created["auth"]["client_token"].as_str().unwrap())
-    }
-
-    /// The Prometheus metrics text.
-    pub async fn metrics(&self) -> String {
-        let mut req = self
-            .http
-            .get(format!("{}/v1/sys/metrics?format=prometheus", self.addr));
-        if let Some(t) = &self.token {
-            req = req.header("X-Vault-Token", t);
-        }
-        req.send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .unwrap_or_default()
     }
 
     /// Waits (polling, up to 30 s) until a lease no longer exists; returns whether it went.

@@ -79,6 +79,19 @@ fn open(req: OpenRequest) -> OpenFuture {
     })
 }
 
+/// Opens one plain connection exactly as the backend would for `connection_url` (same
+/// parsing and TLS options), for measuring the database without dbwarden in between
+/// (`dbwarden bench --baseline`). Errors never quote the URL's password.
+pub async fn connect_direct(connection_url: &str) -> Result<mysql_async::Conn, BackendError> {
+    let mut details = serde_json::Map::new();
+    details.insert("connection_url".into(), connection_url.into());
+    let settings = config::Settings::from_details(Dialect::Mysql, &details)?;
+    mysql_async::Conn::new(settings.opts).await.map_err(|e| {
+        let secrets: Vec<&str> = settings.admin_secrets.iter().map(String::as_str).collect();
+        BackendError::Connect(dbwarden_plugin::error::redact(&e.to_string(), &secrets))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

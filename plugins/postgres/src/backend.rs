@@ -307,6 +307,12 @@ impl PostgresBackend {
     }
 
     async fn try_batch(client: &mut Object, statements: &[SqlText]) -> Result<(), BatchFailure> {
+        if crate::execute_batch(client, statements).await.is_ok() {
+            return Ok(());
+        }
+        // The batch rolled back as a whole. Run it again one statement at a time in an
+        // explicit transaction, to name the statement that fails (or to get past a transient
+        // error, which the caller retries).
         let tx = client
             .transaction()
             .await

@@ -83,6 +83,42 @@ fn open(req: OpenRequest) -> OpenFuture {
     })
 }
 
+/// Opens one plain connection exactly as the backend would for `connection_url` (same
+/// parsing, `sslmode` and TLS), for measuring the database without dbwarden in between
+/// (`dbwarden bench --baseline`). Errors never quote the URL's password.
+pub async fn connect_direct(connection_url: &str) -> Result<tokio_postgres::Client, BackendError> {
+    let mut details = serde_json::Map::new();
+    details.insert("connection_url".into(), connection_url.into());
+    let settings = config::Settings::from_details(Dialect::Postgres, &details)?;
+    let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls::client_config(
+        settings.ssl_mode,
+        settings.ssl_root_cert.as_deref(),
+    )?);
+    let (client, connection) = settings.pg.connect(tls).await.map_err(|e| {
+        let secrets: Vec<&str> = settings.admin_secrets.iter().map(String::as_str).collect();
+        BackendError::Connect(dbwarden_plugin::error::redact(&e.to_string(), &secrets))
+    })?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+/// Runs `statements` as one transaction in one round trip: a single simple-query message,
+/// which PostgreSQL runs as one implicit transaction (all or nothing). The error does not
+/// say which statement failed. The backend issues users this way, and
+/// `dbwarden bench --baseline` runs the same statements the same way.
+pub async fn execute_batch(
+    client: &tokio_postgres::Client,
+    statements: &[dbwarden_plugin::statement::SqlText],
+) -> Result<(), tokio_postgres::Error> {
+    // A newline before each `;` ends any trailing `--` comment of the statement before it.
+    let joined = statements
+        .iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join("\n;\n");
+    client.batch_execute(&joined).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

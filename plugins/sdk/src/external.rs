@@ -537,6 +537,8 @@ struct Connection {
     child: Mutex<Option<Child>>,
     secrets: Mutex<Secrets>,
     stderr_tail: Mutex<VecDeque<String>>,
+    /// Set when the plugin's stderr ended (the stderr thread read its last line).
+    stderr_ended: AtomicBool,
 }
 
 impl Connection {
@@ -609,6 +611,7 @@ impl Connection {
                 recent: VecDeque::new(),
             }),
             stderr_tail: Mutex::new(VecDeque::new()),
+            stderr_ended: AtomicBool::new(false),
         });
         let thread_error =
             |e: std::io::Error| BackendError::Connect(format!("cannot start a plugin thread: {e}"));
@@ -795,6 +798,14 @@ impl Connection {
                 }
             }
         }
+        // A crashing plugin's last words are on stderr, read by another thread: wait for
+        // them (briefly: a child may keep stderr open) so the error that callers get has them.
+        for _ in 0..50 {
+            if self.stderr_ended.load(Ordering::Acquire) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
         self.mark_dead();
         self.reap();
     }
@@ -876,6 +887,7 @@ impl Connection {
                 tracing::info!(target: "dbwarden::plugin", plugin = %self.name, pid = self.pid, "{line}");
             }
         }
+        self.stderr_ended.store(true, Ordering::Release);
     }
 
     /// Closes stdin (the plugin exits when it sees the end) and waits up to 5 s, then kills.
