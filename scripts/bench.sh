@@ -5,7 +5,8 @@
 #
 #   scripts/bench.sh [creds|scale|all]      (default: all)
 #
-# Environment: LEVELS (default 1,4,8,16), DURATION (default 10s), PG_URL (default
+# Environment: LEVELS (default 1,4,8,16), DURATION (default 5s per phase and round), ROUNDS
+# (default 4: each level's phases repeated, alternating which goes first), PG_URL (default
 # postgres://postgres@127.0.0.1:5432), MYSQL_URL (default mysql://root@127.0.0.1:3306),
 # SCALE_LEASES (default 10000,100000,1000000), SCALE_EXPIRE (default 10000),
 # OUT (results directory, default target/bench-results). OceanBase runs too when the seekdb
@@ -13,14 +14,15 @@
 set -euo pipefail
 
 case "${1:-all}" in
-  -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   creds|scale|all) what="${1:-all}" ;;
   *) echo "unknown mode: $1 (creds, scale or all)" >&2; exit 2 ;;
 esac
 
 cd "$(dirname "$0")/.."
 LEVELS=${LEVELS:-1,4,8,16}
-DURATION=${DURATION:-10s}
+DURATION=${DURATION:-5s}
+ROUNDS=${ROUNDS:-4}
 PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432}
 MYSQL_URL=${MYSQL_URL:-mysql://root@127.0.0.1:3306}
 OUT=${OUT:-target/bench-results}
@@ -69,9 +71,9 @@ api POST database/config/my "{\"plugin_name\":\"mysql-database-plugin\",\"connec
 api POST database/roles/my-ro '{"db_name":"my","default_ttl":"1h","creation_statements":"CREATE USER '"'"'{{name}}'"'"'@'"'"'%'"'"' IDENTIFIED BY '"'"'{{password}}'"'"'; GRANT SELECT ON dbwarden_bench.* TO '"'"'{{name}}'"'"'@'"'"'%'"'"';"}'
 
 for workload in creds creds-revoke; do
-  "$BIN" bench "$workload" --role pg-group -c "$LEVELS" -d "$DURATION" \
+  "$BIN" bench "$workload" --role pg-group -c "$LEVELS" -d "$DURATION" --rounds "$ROUNDS" \
     --baseline --baseline-url "$PG_URL/dbwarden_bench" | tee "$OUT/pg-$workload.txt"
-  "$BIN" bench "$workload" --role my-ro -c "$LEVELS" -d "$DURATION" \
+  "$BIN" bench "$workload" --role my-ro -c "$LEVELS" -d "$DURATION" --rounds "$ROUNDS" \
     --baseline --baseline-url "$MYSQL_URL/" | tee "$OUT/mariadb-$workload.txt"
 done
 # OceanBase (seekdb, MySQL mode), when installed: a throwaway server in a temporary directory.
@@ -89,7 +91,7 @@ if [ -n "$seekdb" ] && [ -x "$seekdb" ]; then
   mariadb -h127.0.0.1 -P$obport -uroot -e "CREATE DATABASE IF NOT EXISTS dbwarden_bench"
   api POST database/config/ob "{\"plugin_name\":\"oceanbase-database-plugin\",\"connection_url\":\"mysql://root@127.0.0.1:$obport/\",\"allowed_roles\":\"*\",\"max_open_connections\":16}"
   api POST database/roles/ob-ro '{"db_name":"ob","default_ttl":"1h","creation_statements":"CREATE USER '"'"'{{name}}'"'"'@'"'"'%'"'"' IDENTIFIED BY '"'"'{{password}}'"'"'; GRANT SELECT ON dbwarden_bench.* TO '"'"'{{name}}'"'"'@'"'"'%'"'"';"}'
-  "$BIN" bench creds --role ob-ro -c "$LEVELS" -d "$DURATION" \
+  "$BIN" bench creds --role ob-ro -c "$LEVELS" -d "$DURATION" --rounds "$ROUNDS" \
     --baseline --baseline-url "mysql://root@127.0.0.1:$obport/" | tee "$OUT/oceanbase-creds.txt"
 else
   echo "seekdb not installed: skipping OceanBase (pip install pylibseekdb==1.4.0.post1)" >&2

@@ -109,6 +109,11 @@ struct LoadArgs {
         value_name = "URL"
     )]
     baseline_url: Option<String>,
+    /// Run each level's phases this many times, alternating whether dbwarden or the database
+    /// goes first, and report the merged figures (each phase runs for the full --duration or
+    /// --count every round). Evens out drift on a busy machine.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    rounds: u16,
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
@@ -217,6 +222,11 @@ struct ServerArgs {
     /// The configuration file (TOML).
     #[arg(long, value_name = "FILE", required_unless_present = "dev")]
     config: Option<PathBuf>,
+    /// Async worker threads (default: one per CPU core). Where the server shares a few
+    /// cores with the database it manages, fewer threads spend less CPU waking each other:
+    /// see docs/performance.md.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    worker_threads: Option<u16>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -248,13 +258,22 @@ enum Failure {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let _ = rustls::crypto::ring::default_provider().install_default();
-    // The agent is a sidecar in every Pod: one thread is plenty and keeps its memory small.
-    let runtime = if matches!(cli.command, Command::Agent(_)) {
-        tokio::runtime::Builder::new_current_thread()
+    let runtime = match &cli.command {
+        // The agent is a sidecar in every Pod: one thread is plenty and keeps its memory
+        // small. The bench is a load generator on the machine it measures: one thread (about
+        // 0.1 ms of CPU per request) takes less from what it measures than several that keep
+        // waking each other.
+        Command::Agent(_) | Command::Bench(_) => tokio::runtime::Builder::new_current_thread()
             .enable_all()
-            .build()
-    } else {
-        tokio::runtime::Runtime::new()
+            .build(),
+        Command::Server(args) => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            if let Some(threads) = args.worker_threads {
+                builder.worker_threads(usize::from(threads));
+            }
+            builder.enable_all().build()
+        }
+        _ => tokio::runtime::Runtime::new(),
     };
     let runtime = match runtime {
         Ok(rt) => rt,
@@ -451,6 +470,7 @@ async fn bench(command: BenchCommand) -> Result<(), Failure> {
             None => Limit::Duration(args.duration),
         },
         baseline_url: args.baseline_url.filter(|_| args.baseline).map(Into::into),
+        rounds: usize::from(args.rounds),
     })
     .await
     .map_err(failure)?;

@@ -311,7 +311,7 @@ pub async fn create_secret_id(
         accessor: accessor.clone(),
         role: role.name.clone(),
         creation_time: now,
-        expiration_time: (ttl > 0).then_some(now + ttl),
+        expiration_time: (ttl > 0).then_some(now.saturating_add(ttl)),
         num_uses,
         ttl,
         cidr_list,

@@ -247,7 +247,7 @@ pub async fn create(
         ttl = SYSTEM_MAX_TTL;
     }
     // A child never outlives a parent that expires (unless it is an orphan).
-    let mut expire_time = (ttl > 0).then_some(now + ttl);
+    let mut expire_time = (ttl > 0).then_some(now.saturating_add(ttl));
     if !req.orphan
         && let (Some(parent_exp), Some(exp)) = (parent.expire_time, expire_time)
         && exp > parent_exp
@@ -397,7 +397,7 @@ pub async fn create_login(core: &Core, req: LoginToken) -> Result<(Zeroizing<Str
         creation_time: now,
         creation_ttl: ttl,
         explicit_max_ttl: req.explicit_max_ttl,
-        expire_time: Some(now + ttl),
+        expire_time: Some(now.saturating_add(ttl)),
         period: req.period,
         renewable: true,
         path: req.path,
@@ -479,9 +479,9 @@ pub async fn renew(
     } else {
         SYSTEM_MAX_TTL
     };
-    let mut max_valid = entry.creation_time + max_ttl;
+    let mut max_valid = entry.creation_time.saturating_add(max_ttl);
     if entry.explicit_max_ttl > 0 {
-        max_valid = max_valid.min(entry.creation_time + entry.explicit_max_ttl);
+        max_valid = max_valid.min(entry.creation_time.saturating_add(entry.explicit_max_ttl));
     }
     if entry.period > 0 && entry.explicit_max_ttl == 0 {
         max_valid = i64::MAX;
@@ -499,7 +499,7 @@ pub async fn renew(
         ttl = remaining;
     }
     let mut updated = entry.clone();
-    updated.expire_time = Some(now + ttl);
+    updated.expire_time = Some(now.saturating_add(ttl));
     updated.last_renewal = Some(now);
     store_entry(core, &updated).await?;
     Ok((updated, warning))

@@ -351,7 +351,7 @@ pub async fn login(
             state.last_failure = now;
             let cfg = &mount.config.lockout;
             if !cfg.disabled && state.failures >= cfg.threshold {
-                state.locked_until = Some(now + cfg.duration);
+                state.locked_until = Some(now.saturating_add(cfg.duration));
                 tracing::warn!(mount = %mount.path, user = %name, seconds = cfg.duration, "userpass user locked out after repeated login failures");
             }
         }

@@ -1,6 +1,7 @@
 //! The load loop shared by every workload and baseline: `concurrency` workers repeat one
 //! operation until a deadline or a total count, each recording its own latencies so that
-//! recording costs no lock, and the samples are merged into one [`Summary`] at the end.
+//! recording costs no lock, and the samples are merged into one [`Sample`] at the end. Runs
+//! of the same system in several rounds merge the same way before they are summarised.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -71,6 +72,35 @@ struct WorkerSample {
     errors: BTreeMap<String, ErrorCount>,
 }
 
+/// What one or more runs of one system recorded, before it is summarised.
+#[derive(Debug, Default)]
+pub struct Sample {
+    concurrency: usize,
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+    errors: BTreeMap<String, ErrorCount>,
+}
+
+impl Sample {
+    /// Adds another run of the same system: its time, latencies and errors.
+    pub fn merge(&mut self, other: Sample) {
+        self.concurrency = self.concurrency.max(other.concurrency);
+        self.elapsed += other.elapsed;
+        self.latencies.extend(other.latencies);
+        for (kind, count) in other.errors {
+            self.errors
+                .entry(kind)
+                .and_modify(|c| c.count += count.count)
+                .or_insert(count);
+        }
+    }
+
+    /// Throughput over the runs' total time, latency percentiles over all their operations.
+    pub fn summary(self) -> Summary {
+        summarize(self.concurrency, self.elapsed, self.latencies, self.errors)
+    }
+}
+
 /// Runs `op(worker)` from `concurrency` workers until `limit`, ticking `progress` once per
 /// operation.
 pub async fn drive<F, Fut>(
@@ -78,7 +108,7 @@ pub async fn drive<F, Fut>(
     limit: Limit,
     progress: &ProgressBar,
     op: F,
-) -> Summary
+) -> Sample
 where
     F: Fn(usize) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<(), OpError>> + Send + 'static,
@@ -127,20 +157,22 @@ where
             sample
         });
     }
-    let mut latencies = Vec::new();
-    let mut errors: BTreeMap<String, ErrorCount> = BTreeMap::new();
+    let mut run = Sample {
+        concurrency,
+        ..Sample::default()
+    };
     while let Some(joined) = workers.join_next().await {
         // A worker only ends by returning its sample; a panic in `op` is a bug worth seeing.
-        let sample = joined.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
-        latencies.extend(sample.latencies);
-        for (kind, count) in sample.errors {
-            errors
-                .entry(kind)
-                .and_modify(|c| c.count += count.count)
-                .or_insert(count);
-        }
+        let worker = joined.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+        run.merge(Sample {
+            concurrency,
+            elapsed: Duration::ZERO,
+            latencies: worker.latencies,
+            errors: worker.errors,
+        });
     }
-    summarize(concurrency, started.elapsed(), latencies, errors)
+    run.elapsed = started.elapsed();
+    run
 }
 
 fn summarize(
@@ -212,6 +244,31 @@ mod tests {
     }
 
     #[test]
+    fn merged_runs_add_their_time_and_keep_every_latency() {
+        let run = |ms: &[u64], secs: u64| Sample {
+            concurrency: 2,
+            elapsed: Duration::from_secs(secs),
+            latencies: ms.iter().copied().map(Duration::from_millis).collect(),
+            errors: BTreeMap::from([(
+                "database".to_owned(),
+                ErrorCount {
+                    count: 1,
+                    example: format!("after {secs}s"),
+                },
+            )]),
+        };
+        let mut merged = Sample::default();
+        merged.merge(run(&[1, 2, 3], 1));
+        merged.merge(run(&[4, 5, 6, 7, 8, 9, 10], 4));
+        let s = merged.summary();
+        assert_eq!((s.concurrency, s.ok, s.errors), (2, 10, 2));
+        assert_eq!(s.throughput, 2.0);
+        assert_eq!((s.p50_ms, s.max_ms), (5.0, 10.0));
+        // The first example of a kind is the one kept.
+        assert_eq!(s.errors_by_kind["database"].example, "after 1s");
+    }
+
+    #[test]
     fn an_empty_run_has_zero_figures() {
         let s = summarize(1, Duration::from_secs(1), Vec::new(), BTreeMap::new());
         assert_eq!((s.ok, s.p99_ms, s.max_ms, s.mean_ms), (0, 0.0, 0.0, 0.0));
@@ -230,7 +287,8 @@ mod tests {
                 Ok(())
             }
         })
-        .await;
+        .await
+        .summary();
         assert_eq!(s.ok + s.errors, 10);
         assert_eq!(
             s.errors_by_kind.get("HTTP 503").map(|c| c.count),

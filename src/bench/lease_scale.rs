@@ -384,7 +384,8 @@ async fn measure_expiry(
                 .map_err(super::op_error)
         }
     })
-    .await;
+    .await
+    .summary();
     bar.finish_and_clear();
     if issued.errors > 0 {
         return Err(BenchError::Scale(format!(

@@ -22,8 +22,9 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::agent::client::{ApiClient, ApiError};
-use direct::{Direct, Family};
-use drive::{Limit, OpError, Summary, drive, progress_bar};
+use dbwarden_plugin::{UsernameMetadata, UsernameTemplate};
+use direct::{Direct, DirectRole, Family};
+use drive::{Limit, OpError, Sample, Summary, drive, progress_bar};
 
 pub use report::{print_load_table, print_scale_table};
 
@@ -80,6 +81,8 @@ pub struct LoadOptions {
     pub limit: Limit,
     /// `--baseline`: an admin URL of the target database.
     pub baseline_url: Option<SecretString>,
+    /// How many times each level's phases run (at least 1), alternating which goes first.
+    pub rounds: usize,
 }
 
 /// The runs at one concurrency level.
@@ -112,6 +115,8 @@ pub struct LoadReport {
     pub role: String,
     /// The target's `plugin_name` (with `--baseline`).
     pub plugin_name: Option<String>,
+    /// Runs of each phase per level, merged in the figures.
+    pub rounds: usize,
     /// One entry per concurrency level.
     pub levels: Vec<LevelReport>,
 }
@@ -120,6 +125,9 @@ pub struct LoadReport {
 pub async fn run_load(options: LoadOptions) -> Result<LoadReport, BenchError> {
     if options.concurrency.is_empty() || options.concurrency.contains(&0) {
         return Err(BenchError::Usage("--concurrency must be at least 1".into()));
+    }
+    if options.rounds == 0 {
+        return Err(BenchError::Usage("--rounds must be at least 1".into()));
     }
     if options.baseline_url.is_some()
         && !matches!(options.workload, Workload::Creds | Workload::CredsRevoke)
@@ -146,24 +154,32 @@ pub async fn run_load(options: LoadOptions) -> Result<LoadReport, BenchError> {
         _ => Some(target.read_role().await?),
     };
     let baseline = match (&options.baseline_url, &role) {
-        (Some(url), Some(role)) => Some((url, role, target.plugin_name(&role.db_name).await?)),
+        (Some(url), Some(role)) => Some((url, role, target.baseline_naming(&role.db_name).await?)),
         _ => None,
     };
     let mut levels = Vec::new();
     for &concurrency in &options.concurrency {
         // `connections` = workers: the database's own rate; 1: the serialised connection.
         let baseline = &baseline;
+        let role_name = target.role.as_str();
         let baseline_run = |connections: usize, label: String| async move {
-            let Some((url, role, (family, _))) = baseline else {
+            let Some((url, role, naming)) = baseline else {
                 return Ok(None);
             };
             let direct = Direct::open(
-                *family,
+                naming.family,
                 secrecy::ExposeSecret::expose_secret(*url),
                 connections,
-                role.creation_statements.clone(),
-                role.revocation_statements.clone(),
-                Utc::now() + chrono::Duration::seconds(role.default_ttl.max(3600)),
+                DirectRole {
+                    creation: role.creation_statements.clone(),
+                    revocation: role.revocation_statements.clone(),
+                    expiration: Utc::now() + chrono::Duration::seconds(role.default_ttl.max(3600)),
+                    names: naming.template.clone(),
+                    meta: UsernameMetadata {
+                        display_name: naming.display_name.clone(),
+                        role_name: role_name.to_owned(),
+                    },
+                },
             )
             .await?;
             direct_run(
@@ -176,25 +192,59 @@ pub async fn run_load(options: LoadOptions) -> Result<LoadReport, BenchError> {
             .await
             .map(Some)
         };
-        let database = baseline_run(concurrency, format!("database x{concurrency}")).await?;
-        let dbwarden = target
-            .run(options.workload, concurrency, options.limit)
-            .await?;
-        let serialized = baseline_run(1, "database, serialised".to_owned()).await?;
+        let mut dbwarden = Sample::default();
+        let (mut database, mut serialized) = (None, None);
+        for round in 0..options.rounds {
+            // Whichever phase runs first meets a calmer catalog (no dead rows from the
+            // previous phase's users, no autovacuum, fewer full-page writes after a
+            // checkpoint); alternating the order shares that out.
+            let database_label = format!("database x{concurrency}");
+            if round % 2 == 0 {
+                merge(
+                    &mut database,
+                    baseline_run(concurrency, database_label).await?,
+                );
+                dbwarden.merge(
+                    target
+                        .run(options.workload, concurrency, options.limit)
+                        .await?,
+                );
+            } else {
+                dbwarden.merge(
+                    target
+                        .run(options.workload, concurrency, options.limit)
+                        .await?,
+                );
+                merge(
+                    &mut database,
+                    baseline_run(concurrency, database_label).await?,
+                );
+            }
+            let serialized_label = "database, serialised".to_owned();
+            merge(&mut serialized, baseline_run(1, serialized_label).await?);
+        }
         levels.push(LevelReport::new(
             concurrency,
-            dbwarden,
-            database,
-            serialized,
+            dbwarden.summary(),
+            database.map(Sample::summary),
+            serialized.map(Sample::summary),
         ));
     }
     Ok(LoadReport {
         workload: options.workload,
         mount: target.mount,
         role: target.role,
-        plugin_name: baseline.map(|(_, _, (_, name))| name),
+        plugin_name: baseline.map(|(_, _, naming)| naming.plugin_name),
+        rounds: options.rounds,
         levels,
     })
+}
+
+/// Adds a baseline run to the runs of the same kind so far.
+fn merge(into: &mut Option<Sample>, run: Option<Sample>) {
+    if let Some(run) = run {
+        into.get_or_insert_with(Sample::default).merge(run);
+    }
 }
 
 impl LevelReport {
@@ -227,6 +277,16 @@ struct RoleInfo {
     creation_statements: Vec<String>,
     revocation_statements: Vec<String>,
     default_ttl: i64,
+}
+
+/// How the target connection names users, so the baseline's names have the same shape.
+struct BaselineNaming {
+    family: Family,
+    plugin_name: String,
+    /// The connection's `username_template`, or its dialect's default.
+    template: UsernameTemplate,
+    /// The bench token's display name, which dbwarden renders into the names it issues.
+    display_name: String,
 }
 
 /// The server, token and role under test.
@@ -263,21 +323,45 @@ impl Target {
         })
     }
 
-    async fn plugin_name(&self, db_name: &str) -> Result<(Family, String), BenchError> {
+    async fn baseline_naming(&self, db_name: &str) -> Result<BaselineNaming, BenchError> {
         let path = format!("{}/config/{db_name}", self.mount);
         let data = self.client.read(&self.token, &path).await?.data.0;
-        let name = data
+        let plugin_name = data
             .get("plugin_name")
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_owned();
-        let family = Family::of_plugin(&name).ok_or_else(|| {
+        let (family, default_template) = Family::of_plugin(&plugin_name).ok_or_else(|| {
             BenchError::Usage(format!(
                 "--baseline supports the compiled-in PostgreSQL and MySQL families, not \
-                 plugin_name \"{name}\""
+                 plugin_name \"{plugin_name}\""
             ))
         })?;
-        Ok((family, name))
+        let source = data
+            .get("connection_details")
+            .and_then(|d| d.get("username_template"))
+            .and_then(Value::as_str)
+            .filter(|t| !t.trim().is_empty())
+            .unwrap_or(default_template);
+        let template = UsernameTemplate::parse(source).map_err(|e| {
+            BenchError::Baseline(format!("the connection's username_template: {e}"))
+        })?;
+        let own = self
+            .client
+            .read(&self.token, "auth/token/lookup-self")
+            .await?
+            .data
+            .0;
+        Ok(BaselineNaming {
+            family,
+            plugin_name,
+            template,
+            display_name: own
+                .get("display_name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+        })
     }
 
     /// One timed run through the API, then the untimed revocation of what it left.
@@ -286,7 +370,7 @@ impl Target {
         workload: Workload,
         concurrency: usize,
         limit: Limit,
-    ) -> Result<Summary, BenchError> {
+    ) -> Result<Sample, BenchError> {
         let creds_path = format!("{}/creds/{}", self.mount, self.role);
         let held = match workload {
             Workload::Renew | Workload::Lookup => {
@@ -403,7 +487,7 @@ async fn direct_run(
     concurrency: usize,
     limit: Limit,
     label: &str,
-) -> Result<Summary, BenchError> {
+) -> Result<Sample, BenchError> {
     let bar = progress_bar(label, limit);
     let d = direct.clone();
     let summary = drive(concurrency, limit, &bar, move |worker| {

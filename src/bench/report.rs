@@ -11,14 +11,19 @@ pub fn print_load_table(report: &LoadReport) {
         .and_then(|v| v.as_str().map(str::to_owned))
         .unwrap_or_default();
     println!(
-        "dbwarden bench {workload}: mount {}, role {}{}",
+        "dbwarden bench {workload}: mount {}, role {}{}{}",
         report.mount,
         report.role,
         report
             .plugin_name
             .as_deref()
             .map(|p| format!(", {p}"))
-            .unwrap_or_default()
+            .unwrap_or_default(),
+        if report.rounds > 1 {
+            format!(", {} rounds merged", report.rounds)
+        } else {
+            String::new()
+        }
     );
     println!(
         "{:>5}  {:<26} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7}",

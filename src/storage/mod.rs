@@ -9,6 +9,7 @@
 //! | SQLite     | bundled 3.x             | single server, `--dev`               |
 //! | PostgreSQL | 15 (this machine)       | several replicas sharing one database|
 
+mod checkpoint;
 mod entry_cache;
 mod lease;
 mod rotation;
@@ -27,6 +28,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row, SqlSafeStr};
 
+use checkpoint::Checkpointer;
 use entry_cache::EntryCache;
 pub use lease::{LeaseRow, LeaseState};
 pub use rotation::RotationRow;
@@ -51,8 +53,9 @@ pub type Result<T> = std::result::Result<T, StorageError>;
 /// A connection pool to dbwarden's storage database.
 #[derive(Clone, Debug)]
 pub enum Store {
-    /// Embedded SQLite file, owned by this process (so its entries can be cached).
-    Sqlite(SqlitePool, Arc<EntryCache>),
+    /// Embedded SQLite file, owned by this process (so its entries can be cached), and the
+    /// task that checkpoints its log.
+    Sqlite(SqlitePool, Arc<EntryCache>, Arc<Checkpointer>),
     /// Shared PostgreSQL database.
     Postgres(PgPool),
 }
@@ -61,7 +64,7 @@ pub enum Store {
 macro_rules! on_pool {
     ($store:expr, $pool:ident => $body:expr) => {
         match $store {
-            Store::Sqlite($pool, _) => $body,
+            Store::Sqlite($pool, ..) => $body,
             Store::Postgres($pool) => $body,
         }
     };
@@ -80,20 +83,24 @@ impl Store {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true)
-            // Issuance rewrites the same few B-tree pages; checkpointing every 10 000 WAL
-            // pages (about 40 MB) instead of 1 000 copies each hot page back far less often.
-            .pragma("wal_autocheckpoint", "10000");
+            // Checkpoints run in the background (see `checkpoint`); this is the backstop.
+            .pragma("wal_autocheckpoint", checkpoint::BACKSTOP_PAGES);
         // One connection: SQLite has one writer at a time anyway, and with several
         // connections concurrent writers meet SQLITE_BUSY, whose handler sleeps for
         // milliseconds (measured: 4 sleeps per issued credential at 8 concurrent requests,
         // most of the engine's overhead). Queued in the pool instead, a write waits only for
         // the one before it, and the single page cache is never invalidated by another
         // connection's commits. No store method holds the connection across another call.
+        // Each round trip to the connection's thread is two context switches; the ping sqlx
+        // sends before handing out an idle connection tests for a peer that hung up, which
+        // an in-process file cannot do, so it is skipped (3 round trips per query become 2).
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
-            .connect_with(options)
+            .test_before_acquire(false)
+            .connect_with(options.clone())
             .await?;
-        let store = Store::Sqlite(pool, Arc::default());
+        let checkpointer = Checkpointer::start(&options, checkpoint::INTERVAL).await?;
+        let store = Store::Sqlite(pool, Arc::default(), Arc::new(checkpointer));
         store.migrate().await?;
         Ok(store)
     }
@@ -113,6 +120,9 @@ impl Store {
 
     /// Closes every connection (for SQLite, the last close checkpoints and removes the WAL).
     pub async fn close(&self) {
+        if let Store::Sqlite(_, _, checkpointer) = self {
+            checkpointer.stop();
+        }
         on_pool!(self, pool => pool.close().await);
     }
 
@@ -208,7 +218,7 @@ impl Store {
     /// The entry cache, for a store only this process writes.
     fn cache(&self) -> Option<&EntryCache> {
         match self {
-            Store::Sqlite(_, cache) => Some(cache),
+            Store::Sqlite(_, cache, _) => Some(cache),
             Store::Postgres(_) => None,
         }
     }

@@ -766,3 +766,42 @@ async fn login_tokens_follow_the_roles_token_settings() {
         assert_eq!(status, 400, "{what}");
     }
 }
+
+#[tokio::test]
+async fn a_login_answer_can_be_wrapped() {
+    let server = Server::dev();
+    let root = server.client();
+    root.ok("POST", "sys/auth/approle", Some(json!({"type": "approle"})))
+        .await;
+    root.ok(
+        "POST",
+        "auth/approle/role/wrapped",
+        Some(json!({"policies": "default"})),
+    )
+    .await;
+    let rid = role_id(&root, "approle", "wrapped").await;
+    let sid = secret_id(&root, "approle", "wrapped", json!({})).await;
+    // As Vault Agent's wrapped login does: the token only reaches whoever unwraps it.
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v1/auth/approle/login", server.addr))
+        .header("X-Vault-Wrap-TTL", "2m")
+        .json(&json!({"role_id": rid, "secret_id": sid["secret_id"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let wrapped: Value = resp.json().await.unwrap();
+    assert!(wrapped["auth"].is_null(), "{wrapped}");
+    assert_eq!(wrapped["wrap_info"]["creation_path"], "auth/approle/login");
+    let wrap_token = wrapped["wrap_info"]["token"].as_str().unwrap();
+    let unwrapped = root
+        .with_token(wrap_token)
+        .ok("POST", "sys/wrapping/unwrap", None)
+        .await;
+    let token = unwrapped["auth"]["client_token"].as_str().unwrap();
+    let me = root
+        .with_token(token)
+        .ok("GET", "auth/token/lookup-self", None)
+        .await;
+    assert_eq!(me["data"]["meta"]["role_name"], "wrapped", "{me}");
+}

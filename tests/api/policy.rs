@@ -261,3 +261,30 @@ async fn token_limits_are_enforced() {
         .await;
     assert_eq!(status, 400);
 }
+
+#[tokio::test]
+async fn huge_token_durations_saturate_instead_of_overflowing() {
+    let server = Server::dev();
+    let root = server.client();
+    let huge = i64::MAX;
+    // A periodic token with the largest period the duration fields accept, and one whose
+    // explicit max TTL is that large: neither creating nor renewing them may overflow.
+    for body in [
+        json!({"period": huge, "policies": ["default"]}),
+        json!({"ttl": "1h", "explicit_max_ttl": huge, "policies": ["default"]}),
+    ] {
+        let created = root.ok("POST", "auth/token/create", Some(body)).await;
+        let token = created["auth"]["client_token"].as_str().unwrap().to_owned();
+        let holder = root.with_token(&token);
+        let renewed = holder
+            .ok(
+                "POST",
+                "auth/token/renew-self",
+                Some(json!({"increment": huge})),
+            )
+            .await;
+        assert!(renewed["auth"]["lease_duration"].as_i64().unwrap() > 0);
+        let looked = holder.ok("GET", "auth/token/lookup-self", None).await;
+        assert!(looked["data"]["ttl"].as_i64().unwrap() > 0, "{looked}");
+    }
+}
