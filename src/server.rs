@@ -196,6 +196,7 @@ async fn serve(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let worker = tokio::spawn(crate::engine::lease::worker(core.clone(), stop_rx.clone()));
     let rotator = tokio::spawn(crate::engine::rotation::worker(core.clone(), stop_rx));
+    let store = core.store.clone();
     let app = crate::http::router(core).into_make_service_with_connect_info::<SocketAddr>();
     let addr = listener
         .local_addr()
@@ -239,6 +240,9 @@ async fn serve(
     let _ = stop_tx.send(true);
     let _ = worker.await;
     let _ = rotator.await;
+    // A clean close leaves SQLite with its log checkpointed and removed, so the next start
+    // has nothing to recover.
+    store.close().await;
     result
 }
 

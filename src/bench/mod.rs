@@ -198,27 +198,16 @@ pub async fn run_load(options: LoadOptions) -> Result<LoadReport, BenchError> {
             // Whichever phase runs first meets a calmer catalog (no dead rows from the
             // previous phase's users, no autovacuum, fewer full-page writes after a
             // checkpoint); alternating the order shares that out.
-            let database_label = format!("database x{concurrency}");
-            if round % 2 == 0 {
-                merge(
-                    &mut database,
-                    baseline_run(concurrency, database_label).await?,
-                );
-                dbwarden.merge(
-                    target
-                        .run(options.workload, concurrency, options.limit)
-                        .await?,
-                );
-            } else {
-                dbwarden.merge(
-                    target
-                        .run(options.workload, concurrency, options.limit)
-                        .await?,
-                );
-                merge(
-                    &mut database,
-                    baseline_run(concurrency, database_label).await?,
-                );
+            let dbwarden_first = round % 2 == 1;
+            if dbwarden_first {
+                let run = target.run(options.workload, concurrency, options.limit);
+                dbwarden.merge(run.await?);
+            }
+            let label = format!("database x{concurrency}");
+            merge(&mut database, baseline_run(concurrency, label).await?);
+            if !dbwarden_first {
+                let run = target.run(options.workload, concurrency, options.limit);
+                dbwarden.merge(run.await?);
             }
             let serialized_label = "database, serialised".to_owned();
             merge(&mut serialized, baseline_run(1, serialized_label).await?);

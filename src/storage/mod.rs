@@ -121,7 +121,7 @@ impl Store {
     /// Closes every connection (for SQLite, the last close checkpoints and removes the WAL).
     pub async fn close(&self) {
         if let Store::Sqlite(_, _, checkpointer) = self {
-            checkpointer.stop();
+            checkpointer.stop().await;
         }
         on_pool!(self, pool => pool.close().await);
     }
