@@ -37,6 +37,26 @@ pub fn unique_name(prefix: &str) -> String {
     format!("{prefix}{suffix}")
 }
 
+/// Makes `<temp dir>/<prefix><pid>-<unique>` with `owner.pid` (this process) already in it.
+///
+/// The reapers remove directories with this prefix whose owner is dead or unknown; the
+/// directory is built under another name and renamed, so one launched at the same moment by
+/// another test never shows up without its owner and is never removed under its feet.
+pub(crate) fn owned_temp_dir(prefix: &str) -> Result<std::path::PathBuf, String> {
+    let name = format!("{prefix}{}-{}", std::process::id(), unique_name(""));
+    let tmp = std::env::temp_dir();
+    let staging = tmp.join(format!("staging-{name}"));
+    let root = tmp.join(&name);
+    std::fs::create_dir(&staging).map_err(|e| format!("mkdir {}: {e}", staging.display()))?;
+    std::fs::write(staging.join("owner.pid"), std::process::id().to_string())
+        .and_then(|()| std::fs::rename(&staging, &root))
+        .map_err(|e| {
+            let _ = std::fs::remove_dir_all(&staging);
+            format!("{}: {e}", root.display())
+        })?;
+    Ok(root)
+}
+
 /// Installs rustls' `ring` provider as the process default (what the dbwarden binary does).
 pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();

@@ -200,14 +200,7 @@ impl TempPostgres {
         let run_as_postgres = unsafe { libc::geteuid() } == 0;
         reap_leftovers(&bindir, run_as_postgres);
 
-        let root = std::env::temp_dir().join(format!(
-            "{DIR_PREFIX}{}-{}",
-            std::process::id(),
-            crate::unique_name("")
-        ));
-        fs::create_dir(&root).map_err(|e| format!("mkdir {}: {e}", root.display()))?;
-        fs::write(root.join("owner.pid"), std::process::id().to_string())
-            .map_err(|e| e.to_string())?;
+        let root = crate::owned_temp_dir(DIR_PREFIX)?;
         let sock = root.join("sock");
         fs::create_dir(&sock).map_err(|e| e.to_string())?;
         let password = crate::unique_name("Pg-");

@@ -74,14 +74,7 @@ impl TestSeekdb {
     fn start() -> Result<TestSeekdb, String> {
         let binary = find_binary()?;
         reap_leftovers();
-        let root = std::env::temp_dir().join(format!(
-            "{DIR_PREFIX}{}-{}",
-            std::process::id(),
-            crate::unique_name("")
-        ));
-        fs::create_dir(&root).map_err(|e| format!("mkdir {}: {e}", root.display()))?;
-        fs::write(root.join("owner.pid"), std::process::id().to_string())
-            .map_err(|e| e.to_string())?;
+        let root = crate::owned_temp_dir(DIR_PREFIX)?;
         let mut last_error = String::new();
         for attempt in 0..3 {
             let base = root.join(format!("base{attempt}"));
