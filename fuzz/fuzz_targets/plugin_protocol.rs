@@ -46,7 +46,7 @@ fuzz_target!(|data: &[u8]| {
             }
             Err(err) => {
                 let raw = raw_message(&line);
-                assert_eq!(message(&err), masked(&raw, &secret_refs), "secret survived");
+                assert_eq!(err.message(), masked(&raw, &secret_refs), "secret survived");
                 let wire = WireError::from(&err);
                 let back = BackendError::from(wire.clone());
                 assert_eq!(back.kind(), err.kind());
@@ -83,17 +83,6 @@ fn round_trip<T: Serialize + DeserializeOwned>(method: &str, params: Value) {
     let once = serde_json::to_value(&decoded).unwrap();
     let again: T = decode_params(method, once.clone()).expect("re-encoded params decode");
     assert_eq!(serde_json::to_value(&again).unwrap(), once);
-}
-
-fn message(err: &BackendError) -> &str {
-    match err {
-        BackendError::InvalidConfig(m)
-        | BackendError::InvalidRequest(m)
-        | BackendError::Connect(m)
-        | BackendError::Transient(m)
-        | BackendError::Database(m)
-        | BackendError::Statement { message: m, .. } => m,
-    }
 }
 
 /// The error message as the plugin sent it.

@@ -7,7 +7,7 @@ use dbwarden_testkit::TempPostgres;
 use serde_json::{Value, json};
 
 use crate::postgres::{prepare_db, register};
-use crate::support::{Client, Server};
+use crate::support::{Client, Server, operator_init, sqlite_config};
 
 fn other_address() -> IpAddr {
     "127.0.0.2".parse().unwrap()
@@ -769,7 +769,11 @@ async fn login_tokens_follow_the_roles_token_settings() {
 
 #[tokio::test]
 async fn a_login_answer_can_be_wrapped() {
-    let server = Server::dev();
+    // A server with its storage in a known place, so the file can be searched afterwards.
+    let dir = tempfile::tempdir().unwrap();
+    let (config, listen) = sqlite_config(dir.path());
+    let root_token = operator_init(&config);
+    let server = Server::with_config(&config, &root_token, &listen);
     let root = server.client();
     root.ok("POST", "sys/auth/approle", Some(json!({"type": "approle"})))
         .await;
@@ -781,11 +785,12 @@ async fn a_login_answer_can_be_wrapped() {
     .await;
     let rid = role_id(&root, "approle", "wrapped").await;
     let sid = secret_id(&root, "approle", "wrapped", json!({})).await;
+    let secret = sid["secret_id"].as_str().unwrap().to_owned();
     // As Vault Agent's wrapped login does: the token only reaches whoever unwraps it.
     let resp = reqwest::Client::new()
         .post(format!("{}/v1/auth/approle/login", server.addr))
         .header("X-Vault-Wrap-TTL", "2m")
-        .json(&json!({"role_id": rid, "secret_id": sid["secret_id"]}))
+        .json(&json!({"role_id": rid, "secret_id": secret}))
         .send()
         .await
         .unwrap();
@@ -793,15 +798,33 @@ async fn a_login_answer_can_be_wrapped() {
     let wrapped: Value = resp.json().await.unwrap();
     assert!(wrapped["auth"].is_null(), "{wrapped}");
     assert_eq!(wrapped["wrap_info"]["creation_path"], "auth/approle/login");
-    let wrap_token = wrapped["wrap_info"]["token"].as_str().unwrap();
+    let wrap_token = wrapped["wrap_info"]["token"].as_str().unwrap().to_owned();
     let unwrapped = root
-        .with_token(wrap_token)
+        .with_token(&wrap_token)
         .ok("POST", "sys/wrapping/unwrap", None)
         .await;
-    let token = unwrapped["auth"]["client_token"].as_str().unwrap();
+    let token = unwrapped["auth"]["client_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let me = root
-        .with_token(token)
+        .with_token(&token)
         .ok("GET", "auth/token/lookup-self", None)
         .await;
     assert_eq!(me["data"]["meta"]["role_name"], "wrapped", "{me}");
+
+    // The wrapped answer sat in storage until it was unwrapped: only sealed, as the
+    // secret id and the wrapping token; none of them is in the log either.
+    let log = server.stop();
+    let mut stored = Vec::new();
+    for file in ["dbwarden.db", "dbwarden.db-wal"] {
+        stored.extend(std::fs::read(dir.path().join(file)).unwrap_or_default());
+    }
+    for clear in [&token, &secret, &wrap_token] {
+        assert!(!log.contains(clear.as_str()), "a secret is in the log");
+        assert!(
+            !stored.windows(clear.len()).any(|w| w == clear.as_bytes()),
+            "a secret is in storage in clear"
+        );
+    }
 }

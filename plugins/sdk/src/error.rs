@@ -50,6 +50,30 @@ impl BackendError {
     pub fn is_transient(&self) -> bool {
         matches!(self, BackendError::Transient(_) | BackendError::Connect(_))
     }
+
+    /// The message alone (for `Statement`, the server's message without the position).
+    pub fn message(&self) -> &str {
+        match self {
+            BackendError::InvalidConfig(m)
+            | BackendError::InvalidRequest(m)
+            | BackendError::Connect(m)
+            | BackendError::Transient(m)
+            | BackendError::Database(m)
+            | BackendError::Statement { message: m, .. } => m,
+        }
+    }
+
+    /// The message, to rewrite in place (redaction).
+    pub fn message_mut(&mut self) -> &mut String {
+        match self {
+            BackendError::InvalidConfig(m)
+            | BackendError::InvalidRequest(m)
+            | BackendError::Connect(m)
+            | BackendError::Transient(m)
+            | BackendError::Database(m)
+            | BackendError::Statement { message: m, .. } => m,
+        }
+    }
 }
 
 /// Classifies the failure of a statement batch that ran in one transaction.

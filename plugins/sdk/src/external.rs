@@ -134,21 +134,13 @@ pub struct WireError {
 
 impl From<&BackendError> for WireError {
     fn from(err: &BackendError) -> Self {
-        let (message, index, total) = match err {
-            BackendError::InvalidConfig(m)
-            | BackendError::InvalidRequest(m)
-            | BackendError::Connect(m)
-            | BackendError::Transient(m)
-            | BackendError::Database(m) => (m.clone(), None, None),
-            BackendError::Statement {
-                index,
-                total,
-                message,
-            } => (message.clone(), Some(*index), Some(*total)),
+        let (index, total) = match err {
+            BackendError::Statement { index, total, .. } => (Some(*index), Some(*total)),
+            _ => (None, None),
         };
         WireError {
             kind: err.kind().to_owned(),
-            message,
+            message: err.message().to_owned(),
             index,
             total,
         }
@@ -921,14 +913,8 @@ impl Connection {
 }
 
 fn redact_error(err: &mut BackendError, redact: impl Fn(&str) -> String) {
-    match err {
-        BackendError::InvalidConfig(m)
-        | BackendError::InvalidRequest(m)
-        | BackendError::Connect(m)
-        | BackendError::Transient(m)
-        | BackendError::Database(m)
-        | BackendError::Statement { message: m, .. } => *m = redact(m),
-    }
+    let message = err.message_mut();
+    *message = redact(message);
 }
 
 /// Decodes and checks the first line of a plugin's output, the handshake of plugin `name`;
