@@ -1,11 +1,16 @@
 //! The MariaDB/MySQL server the tests use.
 
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable as _;
 use mysql_async::{Conn, Opts, OptsBuilder};
 
 static SHARED: OnceLock<TestMysql> = OnceLock::new();
+
+/// How long the admin helpers keep retrying a connection or a statement.
+const RETRY_FOR: Duration = Duration::from_secs(30);
+const RETRY_PAUSE: Duration = Duration::from_millis(200);
 
 /// Where the MariaDB/MySQL test server is, and an admin account on it.
 ///
@@ -109,16 +114,40 @@ impl TestMysql {
             .into()
     }
 
-    /// Connects as the admin.
+    /// Connects as the admin, retrying for a while: a loaded seekdb sometimes refuses or drops
+    /// a new connection for a moment.
     pub async fn connect(&self) -> Conn {
-        Conn::new(self.opts_as(&self.user, &self.password, None))
-            .await
-            .unwrap_or_else(|e| {
-                panic!(
+        let deadline = Instant::now() + RETRY_FOR;
+        loop {
+            match Conn::new(self.opts_as(&self.user, &self.password, None)).await {
+                Ok(conn) => return conn,
+                Err(e) if Instant::now() >= deadline => panic!(
                     "cannot connect to MariaDB/MySQL at {}:{}: {e}",
                     self.host, self.port
-                )
-            })
+                ),
+                Err(_) => tokio::time::sleep(RETRY_PAUSE).await,
+            }
+        }
+    }
+
+    /// Runs one admin statement (no result set), retrying while the server answers that it should be retried
+    /// (OceanBase refuses DDL that races other DDL) or the connection breaks; panics with the
+    /// last error after a while.
+    pub async fn execute(&self, statement: &str) {
+        let deadline = Instant::now() + RETRY_FOR;
+        loop {
+            let mut conn = self.connect().await;
+            let result = conn.query_drop(statement).await;
+            let _ = conn.disconnect().await;
+            match result {
+                Ok(()) => return,
+                Err(e) if Instant::now() < deadline && worth_retrying(&e) => {
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                }
+                // The verb only: a statement may carry a password.
+                Err(e) => panic!("{}: {e}", statement_kind(statement)),
+            }
+        }
     }
 
     /// Connects as any user (the error is returned, for "login must fail" checks).
@@ -139,24 +168,18 @@ impl TestMysql {
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
             "database names in tests are [a-z0-9_]: {name:?}"
         );
-        let mut conn = self.connect().await;
-        conn.query_drop(format!("CREATE DATABASE `{name}`"))
-            .await
-            .unwrap_or_else(|e| panic!("CREATE DATABASE {name}: {e}"));
-        let _ = conn.disconnect().await;
+        self.execute(&format!("CREATE DATABASE IF NOT EXISTS `{name}`"))
+            .await;
         name
     }
 
     /// Drops a database made by [`TestMysql::create_database`].
     pub async fn drop_database(&self, name: &str) {
-        let mut conn = self.connect().await;
-        conn.query_drop(format!(
+        self.execute(&format!(
             "DROP DATABASE IF EXISTS `{}`",
             name.replace('`', "``")
         ))
-        .await
-        .unwrap_or_else(|e| panic!("DROP DATABASE {name}: {e}"));
-        let _ = conn.disconnect().await;
+        .await;
     }
 
     /// Drops every account whose user name starts with `prefix` (cleanup after a failed test).
@@ -184,4 +207,31 @@ impl TestMysql {
         }
         let _ = conn.disconnect().await;
     }
+}
+
+/// Whether an admin statement's error is worth running the statement again: a broken
+/// connection, MySQL's deadlock and lock wait timeout, and what seekdb answers DDL racing other
+/// DDL (1396 for user DDL, 4012 timeout, 4023 try again, 4038 not master, 6002 rolled back,
+/// 6005 row lock conflict; see `dbwarden_mysql::Dialect::transient_codes`). A statement that
+/// fails for good fails again and is reported when the retries run out.
+fn worth_retrying(err: &mysql_async::Error) -> bool {
+    match err {
+        mysql_async::Error::Server(e) => {
+            matches!(
+                e.code,
+                1205 | 1213 | 1396 | 4012 | 4023 | 4038 | 6002 | 6005
+            )
+        }
+        mysql_async::Error::Io(_) | mysql_async::Error::Driver(_) => true,
+        _ => false,
+    }
+}
+
+/// The first two words of a statement (`CREATE USER`), for messages.
+fn statement_kind(statement: &str) -> String {
+    statement
+        .split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ")
 }

@@ -33,20 +33,24 @@ async fn oceanbase_lifecycle_through_the_api() {
     eprintln!("seekdb: {}", seekdb.version());
     let ob = seekdb.server();
     let db = ob.create_database("api_").await;
-    let mut root = ob.connect().await;
-    root.query_drop(format!(
-        "CREATE TABLE `{db}`.t (v INT); INSERT INTO `{db}`.t VALUES (7); CREATE TABLE `{db}`.secret (v INT)"
-    ))
-    .await
-    .unwrap();
+    for statement in [
+        format!("CREATE TABLE IF NOT EXISTS `{db}`.t (v INT)"),
+        format!("INSERT INTO `{db}`.t VALUES (7)"),
+        format!("CREATE TABLE IF NOT EXISTS `{db}`.secret (v INT)"),
+    ] {
+        ob.execute(&statement).await;
+    }
     // An admin of its own, whose password rotate-root may change.
     let admin = unique_name("obadm");
     let admin_password = format!("Adm-{}", unique_name(""));
-    root.query_drop(format!(
-        "CREATE USER '{admin}'@'%' IDENTIFIED BY '{admin_password}'; GRANT ALL PRIVILEGES ON *.* TO '{admin}'@'%' WITH GRANT OPTION"
+    ob.execute(&format!(
+        "CREATE USER IF NOT EXISTS '{admin}'@'%' IDENTIFIED BY '{admin_password}'"
     ))
-    .await
-    .unwrap();
+    .await;
+    ob.execute(&format!(
+        "GRANT ALL PRIVILEGES ON *.* TO '{admin}'@'%' WITH GRANT OPTION"
+    ))
+    .await;
 
     let server = Server::dev();
     let client = server.client();
@@ -230,9 +234,7 @@ async fn oceanbase_lifecycle_through_the_api() {
         !log.contains("ACCOUNT LOCK failed"),
         "the lock step of revocation failed:\n{log}"
     );
-    let _ = root
-        .query_drop(format!("DROP USER IF EXISTS '{admin}'@'%'"))
+    ob.execute(&format!("DROP USER IF EXISTS '{admin}'@'%'"))
         .await;
-    let _ = root.disconnect().await;
     ob.drop_database(&db).await;
 }

@@ -33,13 +33,14 @@ impl MysqlTarget {
 
     async fn on(plugin: &'static str, server: &'static TestMysql) -> Self {
         let db = server.create_database("cf_").await;
-        let mut conn = server.connect().await;
-        conn.query_drop(format!(
-            "CREATE TABLE `{db}`.conformance_t (x int); INSERT INTO `{db}`.conformance_t VALUES (1);"
-        ))
-        .await
-        .unwrap();
-        let _ = conn.disconnect().await;
+        server
+            .execute(&format!(
+                "CREATE TABLE IF NOT EXISTS `{db}`.conformance_t (x int)"
+            ))
+            .await;
+        server
+            .execute(&format!("INSERT INTO `{db}`.conformance_t VALUES (1)"))
+            .await;
         MysqlTarget { plugin, server, db }
     }
 
@@ -247,18 +248,16 @@ async fn oceanbase_drop_user_alone_leaves_sessions_and_revocation_kills_them() {
         .await
         .unwrap();
     let mut session = target.open_session(&user, &password).await.unwrap();
-    let mut admin = target.server.connect().await;
-    admin
-        .query_drop(format!("DROP USER '{user}'@'%'"))
-        .await
-        .unwrap();
+    target
+        .server
+        .execute(&format!("DROP USER '{user}'@'%'"))
+        .await;
     assert!(
         session.is_alive().await,
         "OceanBase ended the session on DROP USER; the premise changed"
     );
     backend.delete_user(revoke(&user)).await.unwrap();
     assert!(!session.is_alive().await, "the stray session survived");
-    let _ = admin.disconnect().await;
     backend.close().await;
     target.finish().await;
 }
@@ -285,8 +284,8 @@ async fn oceanbase_lock_and_every_host() {
         dbwarden_mysql::Dialect::OceanBase,
         &[(user.clone(), "%".to_owned())],
     );
+    target.server.execute(plan.lock[0].as_str()).await;
     let mut admin = target.server.connect().await;
-    admin.query_drop(plan.lock[0].as_str()).await.unwrap();
     let locked: Option<String> = admin
         .exec_first(
             "SELECT account_locked FROM mysql.user WHERE user = ? AND host = '%'",
