@@ -1,8 +1,8 @@
 //! The `leases` table: one row per issued credential, indexed by when work is next due.
 
-use sqlx::Row;
+use sqlx::{Connection as _, Row};
 
-use super::{Result, StorageError, Store, on_pool, prefix_upper_bound, strings};
+use super::{Result, StorageError, Store, on_database, prefix_upper_bound, strings};
 
 /// Where a lease is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,9 +176,9 @@ where
 impl Store {
     /// Inserts a new lease row (one autocommitted statement: issuance is latency-bound).
     pub async fn insert_lease(&self, lease: &LeaseRow) -> Result<()> {
-        on_pool!(self, pool => {
+        on_database!(self, db => {
             bind_lease(sqlx::query(sqlx::AssertSqlSafe(INSERT_LEASE)), lease)
-                .execute(pool)
+                .execute(db)
                 .await?;
         });
         Ok(())
@@ -186,8 +186,8 @@ impl Store {
 
     /// Inserts lease rows in one transaction (bulk loads, benchmarks).
     pub async fn insert_leases(&self, leases: &[LeaseRow]) -> Result<()> {
-        on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+        on_database!(self, db => {
+            let mut tx = db.begin().await?;
             for lease in leases {
                 bind_lease(sqlx::query(sqlx::AssertSqlSafe(INSERT_LEASE)), lease)
                     .execute(&mut *tx)
@@ -201,9 +201,9 @@ impl Store {
     /// Reads one lease.
     pub async fn get_lease(&self, id: &str) -> Result<Option<LeaseRow>> {
         let sql = format!("SELECT {COLUMNS} FROM leases WHERE id = $1");
-        on_pool!(self, pool => sqlx::query(sqlx::AssertSqlSafe(sql))
+        on_database!(self, db => sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(id)
-            .fetch_optional(pool)
+            .fetch_optional(db)
             .await?
             .as_ref()
             .map(from_row)
@@ -212,13 +212,13 @@ impl Store {
 
     /// Turns a pending lease active and releases the issuer's claim; the worker acts at `expire_time`.
     pub async fn activate_lease(&self, id: &str, expire_time: i64) -> Result<bool> {
-        let n = on_pool!(self, pool => sqlx::query(
+        let n = on_database!(self, db => sqlx::query(
             "UPDATE leases SET state = 'active', next_attempt = $2, claimed_until = 0 \
              WHERE id = $1 AND state = 'pending'",
         )
         .bind(id)
         .bind(expire_time)
-        .execute(pool)
+        .execute(db)
         .await?
         .rows_affected());
         Ok(n == 1)
@@ -226,14 +226,14 @@ impl Store {
 
     /// Claims one lease for revocation until `until`, unless somebody else holds it.
     pub async fn claim_lease(&self, id: &str, now: i64, until: i64) -> Result<bool> {
-        let n = on_pool!(self, pool => sqlx::query(
+        let n = on_database!(self, db => sqlx::query(
             "UPDATE leases SET state = 'revoking', next_attempt = $3, claimed_until = $3 \
              WHERE id = $1 AND claimed_until < $2",
         )
         .bind(id)
         .bind(now)
         .bind(until)
-        .execute(pool)
+        .execute(db)
         .await?
         .rows_affected());
         Ok(n == 1)
@@ -242,13 +242,13 @@ impl Store {
     /// Extends a claim this process holds (`claimed_until` still equals `held`), so time spent
     /// queued before the work starts does not eat into it. False if someone else took over.
     pub async fn renew_claim(&self, id: &str, held: i64, until: i64) -> Result<bool> {
-        let n = on_pool!(self, pool => sqlx::query(
+        let n = on_database!(self, db => sqlx::query(
             "UPDATE leases SET claimed_until = $3, next_attempt = $3 WHERE id = $1 AND claimed_until = $2",
         )
         .bind(id)
         .bind(held)
         .bind(until)
-        .execute(pool)
+        .execute(db)
         .await?
         .rows_affected());
         Ok(n == 1)
@@ -256,12 +256,12 @@ impl Store {
 
     /// Marks a lease to be revoked as soon as the worker gets to it (lazy revocation).
     pub async fn mark_lease_due(&self, id: &str, now: i64) -> Result<bool> {
-        let n = on_pool!(self, pool => sqlx::query(
+        let n = on_database!(self, db => sqlx::query(
             "UPDATE leases SET state = 'revoking', next_attempt = $2 WHERE id = $1 AND claimed_until < $2",
         )
         .bind(id)
         .bind(now)
-        .execute(pool)
+        .execute(db)
         .await?
         .rows_affected());
         Ok(n == 1)
@@ -279,11 +279,11 @@ impl Store {
             Store::Postgres(_) => CLAIM_DUE_POSTGRES,
         };
         let sql = format!("{head}{COLUMNS}");
-        on_pool!(self, pool => sqlx::query(sqlx::AssertSqlSafe(sql))
+        on_database!(self, db => sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(now)
             .bind(until)
             .bind(limit)
-            .fetch_all(pool)
+            .fetch_all(db)
             .await?
             .iter()
             .map(from_row)
@@ -294,25 +294,25 @@ impl Store {
     /// issuer died and revocations cut off half-way. Only for single-process storage at
     /// start-up, where every claim belongs to a process that is gone.
     pub async fn release_lease_claims(&self, now: i64) -> Result<u64> {
-        Ok(on_pool!(self, pool => sqlx::query(
+        Ok(on_database!(self, db => sqlx::query(
             "UPDATE leases SET next_attempt = $1, claimed_until = 0 WHERE claimed_until > 0",
         )
         .bind(now)
-        .execute(pool)
+        .execute(db)
         .await?
         .rows_affected()))
     }
 
     /// Records a renewal of an active, unclaimed lease.
     pub async fn renew_lease(&self, id: &str, expire_time: i64, now: i64) -> Result<bool> {
-        let n = on_pool!(self, pool => sqlx::query(
+        let n = on_database!(self, db => sqlx::query(
             "UPDATE leases SET expire_time = $2, next_attempt = $2, last_renewal = $3 \
              WHERE id = $1 AND state = 'active' AND claimed_until < $3",
         )
         .bind(id)
         .bind(expire_time)
         .bind(now)
-        .execute(pool)
+        .execute(db)
         .await?
         .rows_affected());
         Ok(n == 1)
@@ -325,14 +325,14 @@ impl Store {
         error: &str,
         next_attempt: i64,
     ) -> Result<()> {
-        on_pool!(self, pool => sqlx::query(
+        on_database!(self, db => sqlx::query(
             "UPDATE leases SET state = 'revoking', revoke_attempts = revoke_attempts + 1, \
              revoke_error = $2, next_attempt = $3, claimed_until = 0 WHERE id = $1",
         )
         .bind(id)
         .bind(error)
         .bind(next_attempt)
-        .execute(pool)
+        .execute(db)
         .await
         .map(drop)?);
         Ok(())
@@ -340,9 +340,9 @@ impl Store {
 
     /// Deletes a lease (after its user was revoked).
     pub async fn delete_lease(&self, id: &str) -> Result<()> {
-        on_pool!(self, pool => sqlx::query("DELETE FROM leases WHERE id = $1")
+        on_database!(self, db => sqlx::query("DELETE FROM leases WHERE id = $1")
             .bind(id)
-            .execute(pool)
+            .execute(db)
             .await
             .map(drop)?);
         Ok(())
@@ -350,37 +350,37 @@ impl Store {
 
     /// Lists lease ids starting with `prefix`, in order.
     pub async fn list_lease_ids(&self, prefix: &str) -> Result<Vec<String>> {
-        on_pool!(self, pool => strings(sqlx::query("SELECT id FROM leases WHERE id >= $1 AND id < $2 ORDER BY id")
+        on_database!(self, db => strings(sqlx::query("SELECT id FROM leases WHERE id >= $1 AND id < $2 ORDER BY id")
             .bind(prefix)
             .bind(prefix_upper_bound(prefix))
-            .fetch_all(pool)
+            .fetch_all(db)
             .await?))
     }
 
     /// Lists the ids of the leases a token owns.
     pub async fn lease_ids_by_owner(&self, owner: &str) -> Result<Vec<String>> {
-        on_pool!(self, pool => strings(sqlx::query("SELECT id FROM leases WHERE owner = $1")
+        on_database!(self, db => strings(sqlx::query("SELECT id FROM leases WHERE owner = $1")
             .bind(owner)
-            .fetch_all(pool)
+            .fetch_all(db)
             .await?))
     }
 
     /// Distinct owners of leases (for `sys/leases/tidy`), after `after`, at most `limit`.
     pub async fn lease_owners(&self, after: &str, limit: i64) -> Result<Vec<String>> {
-        on_pool!(self, pool => strings(sqlx::query(
+        on_database!(self, db => strings(sqlx::query(
             "SELECT DISTINCT owner FROM leases WHERE owner IS NOT NULL AND owner > $1 ORDER BY owner LIMIT $2",
         )
         .bind(after)
         .bind(limit)
-        .fetch_all(pool)
+        .fetch_all(db)
             .await?))
     }
 
     /// The earliest `next_attempt` of any lease, for the worker's sleep.
     pub async fn next_due(&self) -> Result<Option<i64>> {
         Ok(
-            on_pool!(self, pool => sqlx::query("SELECT MIN(next_attempt) FROM leases")
-            .fetch_one(pool)
+            on_database!(self, db => sqlx::query("SELECT MIN(next_attempt) FROM leases")
+            .fetch_one(db)
             .await?
             .try_get::<Option<i64>, _>(0)?),
         )
@@ -389,8 +389,8 @@ impl Store {
     /// Number of leases in storage.
     pub async fn count_leases(&self) -> Result<i64> {
         Ok(
-            on_pool!(self, pool => sqlx::query("SELECT COUNT(*) FROM leases")
-            .fetch_one(pool)
+            on_database!(self, db => sqlx::query("SELECT COUNT(*) FROM leases")
+            .fetch_one(db)
             .await?
             .try_get::<i64, _>(0)?),
         )
@@ -398,8 +398,8 @@ impl Store {
 
     /// Number of leases per state.
     pub async fn count_leases_by_state(&self) -> Result<Vec<(String, i64)>> {
-        on_pool!(self, pool => sqlx::query("SELECT state, COUNT(*) FROM leases GROUP BY state")
-            .fetch_all(pool)
+        on_database!(self, db => sqlx::query("SELECT state, COUNT(*) FROM leases GROUP BY state")
+            .fetch_all(db)
             .await?
             .iter()
             .map(|r| Ok((r.try_get::<String, _>(0)?, r.try_get::<i64, _>(1)?)))
@@ -412,10 +412,10 @@ impl Store {
             "SELECT {COLUMNS} FROM leases WHERE state = 'revoking' AND revoke_attempts >= $1 \
              ORDER BY expire_time LIMIT $2"
         );
-        on_pool!(self, pool => sqlx::query(sqlx::AssertSqlSafe(sql))
+        on_database!(self, db => sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(min_attempts)
             .bind(limit)
-            .fetch_all(pool)
+            .fetch_all(db)
             .await?
             .iter()
             .map(from_row)
@@ -424,11 +424,11 @@ impl Store {
 
     /// Number of leases whose revocation failed at least `min_attempts` times.
     pub async fn count_failing_leases(&self, min_attempts: i64) -> Result<i64> {
-        Ok(on_pool!(self, pool => sqlx::query(
+        Ok(on_database!(self, db => sqlx::query(
             "SELECT COUNT(*) FROM leases WHERE state = 'revoking' AND revoke_attempts >= $1",
         )
         .bind(min_attempts)
-        .fetch_one(pool)
+        .fetch_one(db)
         .await?
         .try_get::<i64, _>(0)?))
     }
@@ -436,9 +436,9 @@ impl Store {
     /// The oldest `next_attempt` that is already due at `now` (for the queue-lag metric).
     pub async fn oldest_due(&self, now: i64) -> Result<Option<i64>> {
         Ok(
-            on_pool!(self, pool => sqlx::query("SELECT MIN(next_attempt) FROM leases WHERE next_attempt <= $1")
+            on_database!(self, db => sqlx::query("SELECT MIN(next_attempt) FROM leases WHERE next_attempt <= $1")
             .bind(now)
-            .fetch_one(pool)
+            .fetch_one(db)
             .await?
             .try_get::<Option<i64>, _>(0)?),
         )

@@ -23,10 +23,8 @@ use std::time::Duration;
 
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
-use sqlx::{Row, SqlSafeStr};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteSynchronous};
+use sqlx::{ConnectOptions, Connection, Row, SqlSafeStr};
 
 use checkpoint::Checkpointer;
 use entry_cache::EntryCache;
@@ -50,26 +48,48 @@ pub enum StorageError {
 /// Result alias for storage calls.
 pub type Result<T> = std::result::Result<T, StorageError>;
 
-/// A connection pool to dbwarden's storage database.
+/// A handle to dbwarden's storage database.
 #[derive(Clone, Debug)]
 pub enum Store {
-    /// Embedded SQLite file, owned by this process (so its entries can be cached), and the
-    /// task that checkpoints its log.
-    Sqlite(SqlitePool, Arc<EntryCache>, Arc<Checkpointer>),
+    /// Embedded SQLite file, owned by this process.
+    Sqlite(Arc<SqliteStore>),
     /// Shared PostgreSQL database.
     Postgres(PgPool),
 }
 
-/// Runs the same query builder against whichever pool this store has.
-macro_rules! on_pool {
-    ($store:expr, $pool:ident => $body:expr) => {
+/// The embedded SQLite store: its one connection, the cache of its entries (only this
+/// process writes the file) and the task that checkpoints its log.
+#[derive(Debug)]
+pub struct SqliteStore {
+    /// `None` once the store is closed.
+    connection: tokio::sync::Mutex<Option<SqliteConnection>>,
+    cache: EntryCache,
+    checkpointer: Checkpointer,
+}
+
+impl SqliteStore {
+    /// Waits for the connection (statements queue here, one at a time).
+    async fn connection(&self) -> Result<tokio::sync::MappedMutexGuard<'_, SqliteConnection>> {
+        tokio::sync::MutexGuard::try_map(self.connection.lock().await, Option::as_mut)
+            .map_err(|_| StorageError::Database(sqlx::Error::PoolClosed))
+    }
+}
+
+/// Runs the same query builder against whichever database this store has: `$conn` is the
+/// SQLite connection (`&mut`, usable once) or the PostgreSQL pool.
+macro_rules! on_database {
+    ($store:expr, $conn:ident => $body:expr) => {
         match $store {
-            Store::Sqlite($pool, ..) => $body,
-            Store::Postgres($pool) => $body,
+            Store::Sqlite(sqlite) => {
+                let mut connection = sqlite.connection().await?;
+                let $conn = &mut *connection;
+                $body
+            }
+            Store::Postgres($conn) => $body,
         }
     };
 }
-pub(crate) use on_pool;
+pub(crate) use on_database;
 
 impl Store {
     /// Opens (creating if needed) a SQLite file and applies migrations.
@@ -88,19 +108,20 @@ impl Store {
         // One connection: SQLite has one writer at a time anyway, and with several
         // connections concurrent writers meet SQLITE_BUSY, whose handler sleeps for
         // milliseconds (measured: 4 sleeps per issued credential at 8 concurrent requests,
-        // most of the engine's overhead). Queued in the pool instead, a write waits only for
+        // most of the engine's overhead). Queued on a mutex instead, a write waits only for
         // the one before it, and the single page cache is never invalidated by another
         // connection's commits. No store method holds the connection across another call.
-        // Each round trip to the connection's thread is two context switches; the ping sqlx
-        // sends before handing out an idle connection tests for a peer that hung up, which
-        // an in-process file cannot do, so it is skipped (3 round trips per query become 2).
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .test_before_acquire(false)
-            .connect_with(options.clone())
-            .await?;
+        // Not a one-connection sqlx pool: a pool pings every connection handed back to it
+        // (a round trip to the connection's thread, two context switches, in a spawned
+        // task) before the next statement may have it, which doubled the time each
+        // statement held the only connection.
+        let connection = options.clone().connect().await?;
         let checkpointer = Checkpointer::start(&options, checkpoint::INTERVAL).await?;
-        let store = Store::Sqlite(pool, Arc::default(), Arc::new(checkpointer));
+        let store = Store::Sqlite(Arc::new(SqliteStore {
+            connection: tokio::sync::Mutex::new(Some(connection)),
+            cache: EntryCache::default(),
+            checkpointer,
+        }));
         store.migrate().await?;
         Ok(store)
     }
@@ -120,10 +141,18 @@ impl Store {
 
     /// Closes every connection (for SQLite, the last close checkpoints and removes the WAL).
     pub async fn close(&self) {
-        if let Store::Sqlite(_, _, checkpointer) = self {
-            checkpointer.stop().await;
+        match self {
+            Store::Sqlite(sqlite) => {
+                sqlite.checkpointer.stop().await;
+                let connection = sqlite.connection.lock().await.take();
+                if let Some(connection) = connection {
+                    if let Err(error) = connection.close().await {
+                        tracing::warn!(%error, "closing SQLite storage failed");
+                    }
+                }
+            }
+            Store::Postgres(pool) => pool.close().await,
         }
-        on_pool!(self, pool => pool.close().await);
     }
 
     fn migrator(&self) -> Migrator {
@@ -192,7 +221,7 @@ impl Store {
 
     async fn migrate(&self) -> Result<()> {
         let migrator = self.migrator();
-        on_pool!(self, pool => migrator.run(pool).await?);
+        on_database!(self, db => migrator.run(db).await?);
         Ok(())
     }
 
@@ -203,9 +232,9 @@ impl Store {
             Some(Err(version)) => Some(version),
             None => None,
         };
-        let value = on_pool!(self, pool => sqlx::query("SELECT value FROM entries WHERE key = $1")
+        let value = on_database!(self, db => sqlx::query("SELECT value FROM entries WHERE key = $1")
             .bind(key)
-            .fetch_optional(pool)
+            .fetch_optional(db)
             .await?
             .map(|r| r.try_get::<Vec<u8>, _>(0))
             .transpose()?);
@@ -218,7 +247,7 @@ impl Store {
     /// The entry cache, for a store only this process writes.
     fn cache(&self) -> Option<&EntryCache> {
         match self {
-            Store::Sqlite(_, cache, _) => Some(cache),
+            Store::Sqlite(sqlite) => Some(&sqlite.cache),
             Store::Postgres(_) => None,
         }
     }
@@ -232,13 +261,13 @@ impl Store {
 
     /// Writes one entry, replacing any previous value.
     pub async fn put(&self, key: &str, value: &[u8]) -> Result<()> {
-        on_pool!(self, pool => sqlx::query(
+        on_database!(self, db => sqlx::query(
             "INSERT INTO entries (key, value) VALUES ($1, $2) \
              ON CONFLICT (key) DO UPDATE SET value = excluded.value",
         )
         .bind(key)
         .bind(value)
-        .execute(pool)
+        .execute(db)
         .await
         .map(drop)?);
         self.wrote(key, Some(value));
@@ -247,12 +276,12 @@ impl Store {
 
     /// Writes one entry only if the key is absent; returns whether it was written.
     pub async fn put_if_absent(&self, key: &str, value: &[u8]) -> Result<bool> {
-        let done = on_pool!(self, pool => sqlx::query(
+        let done = on_database!(self, db => sqlx::query(
             "INSERT INTO entries (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
         )
         .bind(key)
         .bind(value)
-        .execute(pool)
+        .execute(db)
         .await?
         .rows_affected());
         // Written: the new value; not written: whatever is cached may be a stale absence.
@@ -262,9 +291,9 @@ impl Store {
 
     /// Deletes one entry; a missing key is not an error.
     pub async fn delete(&self, key: &str) -> Result<()> {
-        on_pool!(self, pool => sqlx::query("DELETE FROM entries WHERE key = $1")
+        on_database!(self, db => sqlx::query("DELETE FROM entries WHERE key = $1")
             .bind(key)
-            .execute(pool)
+            .execute(db)
             .await
             .map(drop)?);
         self.wrote(key, None);
@@ -276,10 +305,10 @@ impl Store {
         // Range scan instead of LIKE, so `%` and `_` in names need no escaping and the
         // primary key index is used on both databases.
         let upper = prefix_upper_bound(prefix);
-        on_pool!(self, pool => strings(sqlx::query("SELECT key FROM entries WHERE key >= $1 AND key < $2 ORDER BY key")
+        on_database!(self, db => strings(sqlx::query("SELECT key FROM entries WHERE key >= $1 AND key < $2 ORDER BY key")
             .bind(prefix)
             .bind(upper)
-            .fetch_all(pool)
+            .fetch_all(db)
             .await?))
     }
 }

@@ -2,7 +2,7 @@
 
 use sqlx::Row;
 
-use super::{Result, Store, on_pool};
+use super::{Result, Store, on_database};
 
 /// One scheduled rotation. Times are unix milliseconds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,7 +43,7 @@ const COLUMNS: &str = "id, mount_uuid, kind, name, next_rotation, claimed_until"
 impl Store {
     /// Creates or reschedules a rotation; keeps any claim.
     pub async fn upsert_rotation(&self, row: &RotationRow) -> Result<()> {
-        on_pool!(self, pool => sqlx::query(
+        on_database!(self, db => sqlx::query(
             "INSERT INTO rotations (id, mount_uuid, kind, name, next_rotation, claimed_until) \
              VALUES ($1, $2, $3, $4, $5, 0) \
              ON CONFLICT (id) DO UPDATE SET next_rotation = excluded.next_rotation",
@@ -53,7 +53,7 @@ impl Store {
         .bind(&row.kind)
         .bind(&row.name)
         .bind(row.next_rotation)
-        .execute(pool)
+        .execute(db)
         .await
         .map(drop)?);
         Ok(())
@@ -62,9 +62,9 @@ impl Store {
     /// Reads one rotation.
     pub async fn get_rotation(&self, id: &str) -> Result<Option<RotationRow>> {
         let sql = format!("SELECT {COLUMNS} FROM rotations WHERE id = $1");
-        on_pool!(self, pool => sqlx::query(sqlx::AssertSqlSafe(sql))
+        on_database!(self, db => sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(id)
-            .fetch_optional(pool)
+            .fetch_optional(db)
             .await?
             .as_ref()
             .map(from_row)
@@ -73,9 +73,9 @@ impl Store {
 
     /// Deletes a rotation (its role or connection is gone).
     pub async fn delete_rotation(&self, id: &str) -> Result<()> {
-        on_pool!(self, pool => sqlx::query("DELETE FROM rotations WHERE id = $1")
+        on_database!(self, db => sqlx::query("DELETE FROM rotations WHERE id = $1")
             .bind(id)
-            .execute(pool)
+            .execute(db)
             .await
             .map(drop)?);
         Ok(())
@@ -83,13 +83,13 @@ impl Store {
 
     /// Claims one rotation until `until` unless another process holds it.
     pub async fn claim_rotation(&self, id: &str, now: i64, until: i64) -> Result<bool> {
-        let n = on_pool!(self, pool => sqlx::query(
+        let n = on_database!(self, db => sqlx::query(
             "UPDATE rotations SET claimed_until = $3 WHERE id = $1 AND claimed_until < $2",
         )
         .bind(id)
         .bind(now)
         .bind(until)
-        .execute(pool)
+        .execute(db)
         .await?
         .rows_affected());
         Ok(n == 1)
@@ -97,12 +97,12 @@ impl Store {
 
     /// Releases a claim and sets the next due time.
     pub async fn release_rotation(&self, id: &str, next_rotation: i64) -> Result<()> {
-        on_pool!(self, pool => sqlx::query(
+        on_database!(self, db => sqlx::query(
             "UPDATE rotations SET claimed_until = 0, next_rotation = $2 WHERE id = $1",
         )
         .bind(id)
         .bind(next_rotation)
-        .execute(pool)
+        .execute(db)
         .await
         .map(drop)?);
         Ok(())
@@ -124,11 +124,11 @@ impl Store {
              WHERE next_rotation <= $1 AND claimed_until < $1 ORDER BY next_rotation LIMIT $3{lock}) \
              RETURNING {COLUMNS}"
         );
-        on_pool!(self, pool => sqlx::query(sqlx::AssertSqlSafe(sql))
+        on_database!(self, db => sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(now)
             .bind(until)
             .bind(limit)
-            .fetch_all(pool)
+            .fetch_all(db)
             .await?
             .iter()
             .map(from_row)
@@ -139,8 +139,8 @@ impl Store {
     /// process's.
     pub async fn release_rotation_claims(&self) -> Result<u64> {
         Ok(
-            on_pool!(self, pool => sqlx::query("UPDATE rotations SET claimed_until = 0 WHERE claimed_until > 0")
-            .execute(pool)
+            on_database!(self, db => sqlx::query("UPDATE rotations SET claimed_until = 0 WHERE claimed_until > 0")
+            .execute(db)
             .await?
             .rows_affected()),
         )
@@ -149,8 +149,8 @@ impl Store {
     /// The earliest due time of any unclaimed rotation.
     pub async fn next_rotation_due(&self) -> Result<Option<i64>> {
         Ok(
-            on_pool!(self, pool => sqlx::query("SELECT MIN(next_rotation) FROM rotations WHERE claimed_until = 0")
-            .fetch_one(pool)
+            on_database!(self, db => sqlx::query("SELECT MIN(next_rotation) FROM rotations WHERE claimed_until = 0")
+            .fetch_one(db)
             .await?
             .try_get::<Option<i64>, _>(0)?),
         )
