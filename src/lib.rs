@@ -8,7 +8,7 @@
 //!   (AppRole, Kubernetes, userpass with TOTP) that issue tokens.
 //! - [`audit`]: audit devices, HMAC of secrets, the hash chain and its verifier.
 //! - [`crypto`]: the barrier (AES-256-GCM), the seal, password generation.
-//! - [`storage`]: dbwarden's own storage (SQLite or PostgreSQL through sqlx).
+//! - [`storage`]: dbwarden's own storage (SQLite through rusqlite, or PostgreSQL through sqlx).
 //! - [`core`]: the unsealed state shared by handlers and background tasks.
 //! - [`config`], [`server`], [`operator`]: the configuration file and the commands.
 //! - [`bench`]: `dbwarden bench`: load against a server, measured against the target

@@ -1,8 +1,6 @@
 //! The `leases` table: one row per issued credential, indexed by when work is next due.
 
-use sqlx::{Connection as _, Row};
-
-use super::{Result, StorageError, Store, on_database, prefix_upper_bound, strings};
+use super::{Result, Row, Statement, StorageError, Store, prefix_upper_bound, strings};
 
 /// Where a lease is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,7 +75,6 @@ pub struct LeaseRow {
     /// Accessor of the owning token, if any.
     pub owner_accessor: Option<String>,
 }
-
 /// The lease columns as a literal, so statements can be built with `concat!`.
 macro_rules! lease_columns {
     () => {
@@ -89,37 +86,27 @@ macro_rules! lease_columns {
 
 const COLUMNS: &str = lease_columns!();
 
-fn from_row<R>(row: &R) -> Result<LeaseRow>
-where
-    R: Row,
-    for<'a> &'a str: sqlx::ColumnIndex<R>,
-    for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
-    for<'a> Option<String>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
-    for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
-    for<'a> Option<i64>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
-    for<'a> Vec<u8>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
-{
-    let state: String = row.try_get("state")?;
-    let renewable: i64 = row.try_get("renewable")?;
+/// Reads a row of [`COLUMNS`].
+fn from_row(row: &Row) -> Result<LeaseRow> {
     Ok(LeaseRow {
-        id: row.try_get("id")?,
-        mount: row.try_get("mount")?,
-        role_name: row.try_get("role_name")?,
-        connection_name: row.try_get("connection_name")?,
-        username: row.try_get("username")?,
-        owner: row.try_get("owner")?,
-        state: LeaseState::parse(&state)?,
-        renewable: renewable != 0,
-        issue_time: row.try_get("issue_time")?,
-        expire_time: row.try_get("expire_time")?,
-        max_expire_time: row.try_get("max_expire_time")?,
-        last_renewal: row.try_get("last_renewal")?,
-        revocation: row.try_get("revocation")?,
-        revoke_attempts: row.try_get("revoke_attempts")?,
-        revoke_error: row.try_get("revoke_error")?,
-        next_attempt: row.try_get("next_attempt")?,
-        claimed_until: row.try_get("claimed_until")?,
-        owner_accessor: row.try_get("owner_accessor")?,
+        id: row.text(0)?,
+        mount: row.text(1)?,
+        role_name: row.text(2)?,
+        connection_name: row.text(3)?,
+        username: row.text(4)?,
+        owner: row.opt_text(5)?,
+        state: LeaseState::parse(&row.text(6)?)?,
+        renewable: row.int(7)? != 0,
+        issue_time: row.int(8)?,
+        expire_time: row.int(9)?,
+        max_expire_time: row.int(10)?,
+        last_renewal: row.opt_int(11)?,
+        revocation: row.bytes(12)?,
+        revoke_attempts: row.int(13)?,
+        revoke_error: row.opt_text(14)?,
+        next_attempt: row.int(15)?,
+        claimed_until: row.int(16)?,
+        owner_accessor: row.opt_text(17)?,
     })
 }
 
@@ -139,20 +126,9 @@ const INSERT_LEASE: &str = concat!(
     ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
 );
 
-/// Binds a lease's fields in [`COLUMNS`] order.
-fn bind_lease<'q, DB>(
-    query: sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>,
-    lease: &'q LeaseRow,
-) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>
-where
-    DB: sqlx::Database,
-    &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    Option<&'q str>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    Option<i64>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    &'q [u8]: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-{
-    query
+/// The insert of one lease, its fields bound in [`COLUMNS`] order.
+fn insert(lease: &LeaseRow) -> Statement {
+    Statement::new(INSERT_LEASE)
         .bind(lease.id.as_str())
         .bind(lease.mount.as_str())
         .bind(lease.role_name.as_str())
@@ -176,95 +152,83 @@ where
 impl Store {
     /// Inserts a new lease row (one autocommitted statement: issuance is latency-bound).
     pub async fn insert_lease(&self, lease: &LeaseRow) -> Result<()> {
-        on_database!(self, db => {
-            bind_lease(sqlx::query(sqlx::AssertSqlSafe(INSERT_LEASE)), lease)
-                .execute(db)
-                .await?;
-        });
-        Ok(())
+        self.execute(insert(lease)).await.map(drop)
     }
 
     /// Inserts lease rows in one transaction (bulk loads, benchmarks).
     pub async fn insert_leases(&self, leases: &[LeaseRow]) -> Result<()> {
-        on_database!(self, db => {
-            let mut tx = db.begin().await?;
-            for lease in leases {
-                bind_lease(sqlx::query(sqlx::AssertSqlSafe(INSERT_LEASE)), lease)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            tx.commit().await?;
-        });
-        Ok(())
+        self.execute_all(&leases.iter().map(insert).collect::<Vec<_>>())
+            .await
     }
 
     /// Reads one lease.
     pub async fn get_lease(&self, id: &str) -> Result<Option<LeaseRow>> {
         let sql = format!("SELECT {COLUMNS} FROM leases WHERE id = $1");
-        on_database!(self, db => sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(id)
-            .fetch_optional(db)
+        self.fetch_optional(Statement::new(sql).bind(id))
             .await?
             .as_ref()
             .map(from_row)
-            .transpose())
+            .transpose()
+    }
+
+    /// Runs an update of one lease and tells whether it matched.
+    async fn update_one(&self, statement: Statement) -> Result<bool> {
+        Ok(self.execute(statement).await? == 1)
     }
 
     /// Turns a pending lease active and releases the issuer's claim; the worker acts at `expire_time`.
     pub async fn activate_lease(&self, id: &str, expire_time: i64) -> Result<bool> {
-        let n = on_database!(self, db => sqlx::query(
-            "UPDATE leases SET state = 'active', next_attempt = $2, claimed_until = 0 \
-             WHERE id = $1 AND state = 'pending'",
+        self.update_one(
+            Statement::new(
+                "UPDATE leases SET state = 'active', next_attempt = $2, claimed_until = 0 \
+                 WHERE id = $1 AND state = 'pending'",
+            )
+            .bind(id)
+            .bind(expire_time),
         )
-        .bind(id)
-        .bind(expire_time)
-        .execute(db)
-        .await?
-        .rows_affected());
-        Ok(n == 1)
+        .await
     }
 
     /// Claims one lease for revocation until `until`, unless somebody else holds it.
     pub async fn claim_lease(&self, id: &str, now: i64, until: i64) -> Result<bool> {
-        let n = on_database!(self, db => sqlx::query(
-            "UPDATE leases SET state = 'revoking', next_attempt = $3, claimed_until = $3 \
-             WHERE id = $1 AND claimed_until < $2",
+        self.update_one(
+            Statement::new(
+                "UPDATE leases SET state = 'revoking', next_attempt = $3, claimed_until = $3 \
+                 WHERE id = $1 AND claimed_until < $2",
+            )
+            .bind(id)
+            .bind(now)
+            .bind(until),
         )
-        .bind(id)
-        .bind(now)
-        .bind(until)
-        .execute(db)
-        .await?
-        .rows_affected());
-        Ok(n == 1)
+        .await
     }
 
     /// Extends a claim this process holds (`claimed_until` still equals `held`), so time spent
     /// queued before the work starts does not eat into it. False if someone else took over.
     pub async fn renew_claim(&self, id: &str, held: i64, until: i64) -> Result<bool> {
-        let n = on_database!(self, db => sqlx::query(
-            "UPDATE leases SET claimed_until = $3, next_attempt = $3 WHERE id = $1 AND claimed_until = $2",
+        self.update_one(
+            Statement::new(
+                "UPDATE leases SET claimed_until = $3, next_attempt = $3 \
+                 WHERE id = $1 AND claimed_until = $2",
+            )
+            .bind(id)
+            .bind(held)
+            .bind(until),
         )
-        .bind(id)
-        .bind(held)
-        .bind(until)
-        .execute(db)
-        .await?
-        .rows_affected());
-        Ok(n == 1)
+        .await
     }
 
     /// Marks a lease to be revoked as soon as the worker gets to it (lazy revocation).
     pub async fn mark_lease_due(&self, id: &str, now: i64) -> Result<bool> {
-        let n = on_database!(self, db => sqlx::query(
-            "UPDATE leases SET state = 'revoking', next_attempt = $2 WHERE id = $1 AND claimed_until < $2",
+        self.update_one(
+            Statement::new(
+                "UPDATE leases SET state = 'revoking', next_attempt = $2 \
+                 WHERE id = $1 AND claimed_until < $2",
+            )
+            .bind(id)
+            .bind(now),
         )
-        .bind(id)
-        .bind(now)
-        .execute(db)
-        .await?
-        .rows_affected());
-        Ok(n == 1)
+        .await
     }
 
     /// Claims up to `limit` due leases until `until` and returns them.
@@ -279,43 +243,38 @@ impl Store {
             Store::Postgres(_) => CLAIM_DUE_POSTGRES,
         };
         let sql = format!("{head}{COLUMNS}");
-        on_database!(self, db => sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(now)
-            .bind(until)
-            .bind(limit)
-            .fetch_all(db)
+        self.fetch_all(Statement::new(sql).bind(now).bind(until).bind(limit))
             .await?
             .iter()
             .map(from_row)
-            .collect())
+            .collect()
     }
 
     /// Releases every claim and makes the claimed leases due now: pending leases whose
     /// issuer died and revocations cut off half-way. Only for single-process storage at
     /// start-up, where every claim belongs to a process that is gone.
     pub async fn release_lease_claims(&self, now: i64) -> Result<u64> {
-        Ok(on_database!(self, db => sqlx::query(
-            "UPDATE leases SET next_attempt = $1, claimed_until = 0 WHERE claimed_until > 0",
+        self.execute(
+            Statement::new(
+                "UPDATE leases SET next_attempt = $1, claimed_until = 0 WHERE claimed_until > 0",
+            )
+            .bind(now),
         )
-        .bind(now)
-        .execute(db)
-        .await?
-        .rows_affected()))
+        .await
     }
 
     /// Records a renewal of an active, unclaimed lease.
     pub async fn renew_lease(&self, id: &str, expire_time: i64, now: i64) -> Result<bool> {
-        let n = on_database!(self, db => sqlx::query(
-            "UPDATE leases SET expire_time = $2, next_attempt = $2, last_renewal = $3 \
-             WHERE id = $1 AND state = 'active' AND claimed_until < $3",
+        self.update_one(
+            Statement::new(
+                "UPDATE leases SET expire_time = $2, next_attempt = $2, last_renewal = $3 \
+                 WHERE id = $1 AND state = 'active' AND claimed_until < $3",
+            )
+            .bind(id)
+            .bind(expire_time)
+            .bind(now),
         )
-        .bind(id)
-        .bind(expire_time)
-        .bind(now)
-        .execute(db)
-        .await?
-        .rows_affected());
-        Ok(n == 1)
+        .await
     }
 
     /// Records a failed revocation, releases the claim, and sets when to try again.
@@ -325,85 +284,84 @@ impl Store {
         error: &str,
         next_attempt: i64,
     ) -> Result<()> {
-        on_database!(self, db => sqlx::query(
-            "UPDATE leases SET state = 'revoking', revoke_attempts = revoke_attempts + 1, \
-             revoke_error = $2, next_attempt = $3, claimed_until = 0 WHERE id = $1",
+        self.execute(
+            Statement::new(
+                "UPDATE leases SET state = 'revoking', revoke_attempts = revoke_attempts + 1, \
+                 revoke_error = $2, next_attempt = $3, claimed_until = 0 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(error)
+            .bind(next_attempt),
         )
-        .bind(id)
-        .bind(error)
-        .bind(next_attempt)
-        .execute(db)
         .await
-        .map(drop)?);
-        Ok(())
+        .map(drop)
     }
 
     /// Deletes a lease (after its user was revoked).
     pub async fn delete_lease(&self, id: &str) -> Result<()> {
-        on_database!(self, db => sqlx::query("DELETE FROM leases WHERE id = $1")
-            .bind(id)
-            .execute(db)
+        self.execute(Statement::new("DELETE FROM leases WHERE id = $1").bind(id))
             .await
-            .map(drop)?);
-        Ok(())
+            .map(drop)
     }
 
     /// Lists lease ids starting with `prefix`, in order.
     pub async fn list_lease_ids(&self, prefix: &str) -> Result<Vec<String>> {
-        on_database!(self, db => strings(sqlx::query("SELECT id FROM leases WHERE id >= $1 AND id < $2 ORDER BY id")
-            .bind(prefix)
-            .bind(prefix_upper_bound(prefix))
-            .fetch_all(db)
-            .await?))
+        strings(
+            self.fetch_all(
+                Statement::new("SELECT id FROM leases WHERE id >= $1 AND id < $2 ORDER BY id")
+                    .bind(prefix)
+                    .bind(prefix_upper_bound(prefix)),
+            )
+            .await?,
+        )
     }
 
     /// Lists the ids of the leases a token owns.
     pub async fn lease_ids_by_owner(&self, owner: &str) -> Result<Vec<String>> {
-        on_database!(self, db => strings(sqlx::query("SELECT id FROM leases WHERE owner = $1")
-            .bind(owner)
-            .fetch_all(db)
-            .await?))
+        strings(
+            self.fetch_all(Statement::new("SELECT id FROM leases WHERE owner = $1").bind(owner))
+                .await?,
+        )
     }
 
     /// Distinct owners of leases (for `sys/leases/tidy`), after `after`, at most `limit`.
     pub async fn lease_owners(&self, after: &str, limit: i64) -> Result<Vec<String>> {
-        on_database!(self, db => strings(sqlx::query(
-            "SELECT DISTINCT owner FROM leases WHERE owner IS NOT NULL AND owner > $1 ORDER BY owner LIMIT $2",
+        strings(
+            self.fetch_all(
+                Statement::new(
+                    "SELECT DISTINCT owner FROM leases WHERE owner IS NOT NULL AND owner > $1 \
+                     ORDER BY owner LIMIT $2",
+                )
+                .bind(after)
+                .bind(limit),
+            )
+            .await?,
         )
-        .bind(after)
-        .bind(limit)
-        .fetch_all(db)
-            .await?))
     }
 
     /// The earliest `next_attempt` of any lease, for the worker's sleep.
     pub async fn next_due(&self) -> Result<Option<i64>> {
-        Ok(
-            on_database!(self, db => sqlx::query("SELECT MIN(next_attempt) FROM leases")
-            .fetch_one(db)
+        self.fetch_one(Statement::new("SELECT MIN(next_attempt) FROM leases"))
             .await?
-            .try_get::<Option<i64>, _>(0)?),
-        )
+            .opt_int(0)
     }
 
     /// Number of leases in storage.
     pub async fn count_leases(&self) -> Result<i64> {
-        Ok(
-            on_database!(self, db => sqlx::query("SELECT COUNT(*) FROM leases")
-            .fetch_one(db)
+        self.fetch_one(Statement::new("SELECT COUNT(*) FROM leases"))
             .await?
-            .try_get::<i64, _>(0)?),
-        )
+            .int(0)
     }
 
     /// Number of leases per state.
     pub async fn count_leases_by_state(&self) -> Result<Vec<(String, i64)>> {
-        on_database!(self, db => sqlx::query("SELECT state, COUNT(*) FROM leases GROUP BY state")
-            .fetch_all(db)
-            .await?
-            .iter()
-            .map(|r| Ok((r.try_get::<String, _>(0)?, r.try_get::<i64, _>(1)?)))
-            .collect())
+        self.fetch_all(Statement::new(
+            "SELECT state, COUNT(*) FROM leases GROUP BY state",
+        ))
+        .await?
+        .iter()
+        .map(|row| Ok((row.text(0)?, row.int(1)?)))
+        .collect()
     }
 
     /// Leases whose revocation failed at least `min_attempts` times, oldest expiry first.
@@ -412,35 +370,32 @@ impl Store {
             "SELECT {COLUMNS} FROM leases WHERE state = 'revoking' AND revoke_attempts >= $1 \
              ORDER BY expire_time LIMIT $2"
         );
-        on_database!(self, db => sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(min_attempts)
-            .bind(limit)
-            .fetch_all(db)
+        self.fetch_all(Statement::new(sql).bind(min_attempts).bind(limit))
             .await?
             .iter()
             .map(from_row)
-            .collect())
+            .collect()
     }
 
     /// Number of leases whose revocation failed at least `min_attempts` times.
     pub async fn count_failing_leases(&self, min_attempts: i64) -> Result<i64> {
-        Ok(on_database!(self, db => sqlx::query(
-            "SELECT COUNT(*) FROM leases WHERE state = 'revoking' AND revoke_attempts >= $1",
+        self.fetch_one(
+            Statement::new(
+                "SELECT COUNT(*) FROM leases WHERE state = 'revoking' AND revoke_attempts >= $1",
+            )
+            .bind(min_attempts),
         )
-        .bind(min_attempts)
-        .fetch_one(db)
         .await?
-        .try_get::<i64, _>(0)?))
+        .int(0)
     }
 
     /// The oldest `next_attempt` that is already due at `now` (for the queue-lag metric).
     pub async fn oldest_due(&self, now: i64) -> Result<Option<i64>> {
-        Ok(
-            on_database!(self, db => sqlx::query("SELECT MIN(next_attempt) FROM leases WHERE next_attempt <= $1")
-            .bind(now)
-            .fetch_one(db)
-            .await?
-            .try_get::<Option<i64>, _>(0)?),
+        self.fetch_one(
+            Statement::new("SELECT MIN(next_attempt) FROM leases WHERE next_attempt <= $1")
+                .bind(now),
         )
+        .await?
+        .opt_int(0)
     }
 }

@@ -1,18 +1,19 @@
 //! dbwarden's own storage: SQLite (embedded, the default) or PostgreSQL (shared by replicas).
 //!
 //! Storage knows nothing about encryption: callers put barrier-sealed bytes in `entries` and
-//! in the `revocation` column of `leases`. Every query is written once and runs on both
-//! databases; the few places where they differ say so.
+//! in the `revocation` column of `leases`. Every query is written once (a `Statement`) and
+//! runs on both databases; the few places where they differ say so.
 //!
-//! | backend    | tested here             | use                                  |
-//! |------------|-------------------------|--------------------------------------|
-//! | SQLite     | bundled 3.x             | single server, `--dev`               |
-//! | PostgreSQL | 15 (this machine)       | several replicas sharing one database|
+//! | backend    | tested here             | driver                    | use                                  |
+//! |------------|-------------------------|---------------------------|--------------------------------------|
+//! | SQLite     | bundled 3.x             | rusqlite, on the caller's task | single server, `--dev`          |
+//! | PostgreSQL | 15 (this machine)       | sqlx pool                 | several replicas sharing one database|
 
 mod checkpoint;
 mod entry_cache;
 mod lease;
 mod rotation;
+mod statement;
 mod token_expiry;
 
 use std::borrow::Cow;
@@ -23,13 +24,14 @@ use std::time::Duration;
 
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteSynchronous};
-use sqlx::{ConnectOptions, Connection, Row, SqlSafeStr};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+use sqlx::{ConnectOptions, Connection, SqlSafeStr};
 
 use checkpoint::Checkpointer;
 use entry_cache::EntryCache;
 pub use lease::{LeaseRow, LeaseState};
 pub use rotation::RotationRow;
+use statement::{Output, Row, Statement};
 
 /// Errors of the storage layer.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +39,12 @@ pub enum StorageError {
     /// The database reported an error.
     #[error("storage error: {0}")]
     Database(#[from] sqlx::Error),
+    /// The SQLite file reported an error.
+    #[error("storage error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The store was closed (the server is shutting down).
+    #[error("storage is closed")]
+    Closed,
     /// Applying the schema failed.
     #[error("storage migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -62,34 +70,85 @@ pub enum Store {
 #[derive(Debug)]
 pub struct SqliteStore {
     /// `None` once the store is closed.
-    connection: tokio::sync::Mutex<Option<SqliteConnection>>,
+    connection: tokio::sync::Mutex<Option<rusqlite::Connection>>,
     cache: EntryCache,
     checkpointer: Checkpointer,
 }
 
 impl SqliteStore {
     /// Waits for the connection (statements queue here, one at a time).
-    async fn connection(&self) -> Result<tokio::sync::MappedMutexGuard<'_, SqliteConnection>> {
+    async fn connection(&self) -> Result<tokio::sync::MappedMutexGuard<'_, rusqlite::Connection>> {
         tokio::sync::MutexGuard::try_map(self.connection.lock().await, Option::as_mut)
-            .map_err(|_| StorageError::Database(sqlx::Error::PoolClosed))
+            .map_err(|_| StorageError::Closed)
     }
 }
 
-/// Runs the same query builder against whichever database this store has: `$conn` is the
-/// SQLite connection (`&mut`, usable once) or the PostgreSQL pool.
-macro_rules! on_database {
-    ($store:expr, $conn:ident => $body:expr) => {
-        match $store {
-            Store::Sqlite(sqlite) => {
-                let mut connection = sqlite.connection().await?;
-                let $conn = &mut *connection;
-                $body
-            }
-            Store::Postgres($conn) => $body,
-        }
-    };
+/// The schema, one list per database; a new migration is one more line in each.
+type Migrations = [(i64, &'static str, &'static str)];
+
+const SQLITE_MIGRATIONS: &Migrations = &[
+    (
+        1,
+        "init",
+        include_str!("../../migrations/sqlite/0001_init.sql"),
+    ),
+    (
+        2,
+        "claims",
+        include_str!("../../migrations/sqlite/0002_claims.sql"),
+    ),
+    (
+        3,
+        "rotations",
+        include_str!("../../migrations/sqlite/0003_rotations.sql"),
+    ),
+    (
+        4,
+        "claimed index",
+        include_str!("../../migrations/sqlite/0004_claimed_index.sql"),
+    ),
+];
+
+const POSTGRES_MIGRATIONS: &Migrations = &[
+    (
+        1,
+        "init",
+        include_str!("../../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        2,
+        "claims",
+        include_str!("../../migrations/postgres/0002_claims.sql"),
+    ),
+    (
+        3,
+        "rotations",
+        include_str!("../../migrations/postgres/0003_rotations.sql"),
+    ),
+    (
+        4,
+        "claimed index",
+        include_str!("../../migrations/postgres/0004_claimed_index.sql"),
+    ),
+];
+
+/// sqlx's migrator over `migrations` (its `_sqlx_migrations` table records what ran).
+fn migrator(migrations: &Migrations) -> Migrator {
+    Migrator::with_migrations(
+        migrations
+            .iter()
+            .map(|(version, description, sql)| {
+                Migration::new(
+                    *version,
+                    Cow::Borrowed(*description),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
+            })
+            .collect(),
+    )
 }
-pub(crate) use on_database;
 
 impl Store {
     /// Opens (creating if needed) a SQLite file and applies migrations.
@@ -102,28 +161,31 @@ impl Store {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true)
-            // Checkpoints run in the background (see `checkpoint`); this is the backstop.
-            .pragma("wal_autocheckpoint", checkpoint::BACKSTOP_PAGES);
+            .foreign_keys(true);
+        // The schema through sqlx's migrator, as before, so its bookkeeping table stays the
+        // one existing files have; then the store's own connection.
+        let mut migrating = options.clone().connect().await?;
+        migrator(SQLITE_MIGRATIONS).run(&mut migrating).await?;
+        migrating.close().await?;
         // One connection: SQLite has one writer at a time anyway, and with several
         // connections concurrent writers meet SQLITE_BUSY, whose handler sleeps for
         // milliseconds (measured: 4 sleeps per issued credential at 8 concurrent requests,
         // most of the engine's overhead). Queued on a mutex instead, a write waits only for
         // the one before it, and the single page cache is never invalidated by another
         // connection's commits. No store method holds the connection across another call.
-        // Not a one-connection sqlx pool: a pool pings every connection handed back to it
-        // (a round trip to the connection's thread, two context switches, in a spawned
-        // task) before the next statement may have it, which doubled the time each
-        // statement held the only connection.
-        let connection = options.clone().connect().await?;
+        let connection = rusqlite::Connection::open(path)?;
+        connection.busy_timeout(Duration::from_secs(10))?;
+        connection.pragma_update(None, "synchronous", "NORMAL")?;
+        connection.pragma_update(None, "foreign_keys", "ON")?;
+        // Checkpoints run in the background (see `checkpoint`); this is the backstop.
+        connection.pragma_update(None, "wal_autocheckpoint", checkpoint::BACKSTOP_PAGES)?;
+        connection.set_prepared_statement_cache_capacity(64);
         let checkpointer = Checkpointer::start(&options, checkpoint::INTERVAL).await?;
-        let store = Store::Sqlite(Arc::new(SqliteStore {
+        Ok(Store::Sqlite(Arc::new(SqliteStore {
             connection: tokio::sync::Mutex::new(Some(connection)),
             cache: EntryCache::default(),
             checkpointer,
-        }));
-        store.migrate().await?;
-        Ok(store)
+        })))
     }
 
     /// Connects to PostgreSQL and applies migrations.
@@ -134,9 +196,8 @@ impl Store {
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
             .await?;
-        let store = Store::Postgres(pool);
-        store.migrate().await?;
-        Ok(store)
+        migrator(POSTGRES_MIGRATIONS).run(&pool).await?;
+        Ok(Store::Postgres(pool))
     }
 
     /// Closes every connection (for SQLite, the last close checkpoints and removes the WAL).
@@ -145,84 +206,69 @@ impl Store {
             Store::Sqlite(sqlite) => {
                 sqlite.checkpointer.stop().await;
                 let connection = sqlite.connection.lock().await.take();
-                if let Some(connection) = connection {
-                    if let Err(error) = connection.close().await {
-                        tracing::warn!(%error, "closing SQLite storage failed");
-                    }
+                if let Some(connection) = connection
+                    && let Err((_, error)) = connection.close()
+                {
+                    tracing::warn!(%error, "closing SQLite storage failed");
                 }
             }
             Store::Postgres(pool) => pool.close().await,
         }
     }
 
-    fn migrator(&self) -> Migrator {
-        // One list per database; a new migration is one more line in each.
-        let sources: &[(i64, &str, &'static str)] = match self {
-            Store::Sqlite(..) => &[
-                (
-                    1,
-                    "init",
-                    include_str!("../../migrations/sqlite/0001_init.sql"),
-                ),
-                (
-                    2,
-                    "claims",
-                    include_str!("../../migrations/sqlite/0002_claims.sql"),
-                ),
-                (
-                    3,
-                    "rotations",
-                    include_str!("../../migrations/sqlite/0003_rotations.sql"),
-                ),
-                (
-                    4,
-                    "claimed index",
-                    include_str!("../../migrations/sqlite/0004_claimed_index.sql"),
-                ),
-            ],
-            Store::Postgres(_) => &[
-                (
-                    1,
-                    "init",
-                    include_str!("../../migrations/postgres/0001_init.sql"),
-                ),
-                (
-                    2,
-                    "claims",
-                    include_str!("../../migrations/postgres/0002_claims.sql"),
-                ),
-                (
-                    3,
-                    "rotations",
-                    include_str!("../../migrations/postgres/0003_rotations.sql"),
-                ),
-                (
-                    4,
-                    "claimed index",
-                    include_str!("../../migrations/postgres/0004_claimed_index.sql"),
-                ),
-            ],
-        };
-        Migrator::with_migrations(
-            sources
-                .iter()
-                .map(|(version, description, sql)| {
-                    Migration::new(
-                        *version,
-                        Cow::Borrowed(*description),
-                        MigrationType::Simple,
-                        sql.into_sql_str(),
-                        false,
-                    )
-                })
-                .collect(),
-        )
+    /// Runs one statement; `rows` asks for its rows instead of the number it changed.
+    async fn run(&self, statement: Statement, rows: bool) -> Result<Output> {
+        match self {
+            // On the calling task: see `statement` for why.
+            Store::Sqlite(sqlite) => {
+                statement::run_sqlite(&*sqlite.connection().await?, &statement, rows)
+            }
+            Store::Postgres(pool) => statement::run_postgres(pool, &statement, rows).await,
+        }
     }
 
-    async fn migrate(&self) -> Result<()> {
-        let migrator = self.migrator();
-        on_database!(self, db => migrator.run(db).await?);
-        Ok(())
+    /// Runs a statement and returns how many rows it changed.
+    pub(crate) async fn execute(&self, statement: Statement) -> Result<u64> {
+        match self.run(statement, false).await? {
+            Output::Changed(n) => Ok(n),
+            Output::Rows(rows) => Ok(rows.len() as u64),
+        }
+    }
+
+    /// Runs a statement and returns its rows.
+    pub(crate) async fn fetch_all(&self, statement: Statement) -> Result<Vec<Row>> {
+        match self.run(statement, true).await? {
+            Output::Rows(rows) => Ok(rows),
+            Output::Changed(_) => Ok(Vec::new()),
+        }
+    }
+
+    /// Runs a statement and returns its first row, if any.
+    pub(crate) async fn fetch_optional(&self, statement: Statement) -> Result<Option<Row>> {
+        Ok(self.fetch_all(statement).await?.into_iter().next())
+    }
+
+    /// Runs a statement that always returns a row (an aggregate) and returns it.
+    pub(crate) async fn fetch_one(&self, statement: Statement) -> Result<Row> {
+        self.fetch_optional(statement)
+            .await?
+            .ok_or_else(|| StorageError::Corrupt("an aggregate returned no row".into()))
+    }
+
+    /// Runs statements in one transaction.
+    pub(crate) async fn execute_all(&self, statements: &[Statement]) -> Result<()> {
+        match self {
+            Store::Sqlite(sqlite) => {
+                let mut connection = sqlite.connection().await?;
+                let transaction = connection.transaction()?;
+                for statement in statements {
+                    statement::run_sqlite(&transaction, statement, false)?;
+                }
+                transaction.commit()?;
+                Ok(())
+            }
+            Store::Postgres(pool) => statement::run_postgres_batch(pool, statements).await,
+        }
     }
 
     /// Reads one entry.
@@ -232,12 +278,11 @@ impl Store {
             Some(Err(version)) => Some(version),
             None => None,
         };
-        let value = on_database!(self, db => sqlx::query("SELECT value FROM entries WHERE key = $1")
-            .bind(key)
-            .fetch_optional(db)
+        let value = self
+            .fetch_optional(Statement::new("SELECT value FROM entries WHERE key = $1").bind(key))
             .await?
-            .map(|r| r.try_get::<Vec<u8>, _>(0))
-            .transpose()?);
+            .map(|row| row.bytes(0))
+            .transpose()?;
         if let (Some(cache), Some(version)) = (self.cache(), version) {
             cache.fill(version, key, value.clone());
         }
@@ -261,29 +306,30 @@ impl Store {
 
     /// Writes one entry, replacing any previous value.
     pub async fn put(&self, key: &str, value: &[u8]) -> Result<()> {
-        on_database!(self, db => sqlx::query(
-            "INSERT INTO entries (key, value) VALUES ($1, $2) \
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        self.execute(
+            Statement::new(
+                "INSERT INTO entries (key, value) VALUES ($1, $2) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )
+            .bind(key)
+            .bind(value),
         )
-        .bind(key)
-        .bind(value)
-        .execute(db)
-        .await
-        .map(drop)?);
+        .await?;
         self.wrote(key, Some(value));
         Ok(())
     }
 
     /// Writes one entry only if the key is absent; returns whether it was written.
     pub async fn put_if_absent(&self, key: &str, value: &[u8]) -> Result<bool> {
-        let done = on_database!(self, db => sqlx::query(
-            "INSERT INTO entries (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
-        )
-        .bind(key)
-        .bind(value)
-        .execute(db)
-        .await?
-        .rows_affected());
+        let done = self
+            .execute(
+                Statement::new(
+                    "INSERT INTO entries (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+                )
+                .bind(key)
+                .bind(value),
+            )
+            .await?;
         // Written: the new value; not written: whatever is cached may be a stale absence.
         self.wrote(key, (done == 1).then_some(value));
         Ok(done == 1)
@@ -291,11 +337,8 @@ impl Store {
 
     /// Deletes one entry; a missing key is not an error.
     pub async fn delete(&self, key: &str) -> Result<()> {
-        on_database!(self, db => sqlx::query("DELETE FROM entries WHERE key = $1")
-            .bind(key)
-            .execute(db)
-            .await
-            .map(drop)?);
+        self.execute(Statement::new("DELETE FROM entries WHERE key = $1").bind(key))
+            .await?;
         self.wrote(key, None);
         Ok(())
     }
@@ -305,24 +348,20 @@ impl Store {
         // Range scan instead of LIKE, so `%` and `_` in names need no escaping and the
         // primary key index is used on both databases.
         let upper = prefix_upper_bound(prefix);
-        on_database!(self, db => strings(sqlx::query("SELECT key FROM entries WHERE key >= $1 AND key < $2 ORDER BY key")
-            .bind(prefix)
-            .bind(upper)
-            .fetch_all(db)
-            .await?))
+        strings(
+            self.fetch_all(
+                Statement::new("SELECT key FROM entries WHERE key >= $1 AND key < $2 ORDER BY key")
+                    .bind(prefix)
+                    .bind(upper),
+            )
+            .await?,
+        )
     }
 }
 
 /// The first column of every row, as strings.
-fn strings<R>(rows: Vec<R>) -> Result<Vec<String>>
-where
-    R: Row,
-    usize: sqlx::ColumnIndex<R>,
-    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-{
-    rows.iter()
-        .map(|r| r.try_get::<String, _>(0).map_err(StorageError::from))
-        .collect()
+fn strings(rows: Vec<Row>) -> Result<Vec<String>> {
+    rows.iter().map(|row| row.text(0)).collect()
 }
 
 /// The smallest string greater than every string that starts with `prefix`.
