@@ -1,9 +1,11 @@
 //! A cache of sealed `entries` values for a store that only this process writes (SQLite).
 //!
 //! Every request reads the same few entries (its token, the role, the connection, the
-//! mount's password policy); with SQLite each read is a round trip to sqlx's connection
-//! thread, and those thread hops were most of the engine's CPU per credential. Values stay
-//! sealed by the barrier in the cache, as in storage, and absent keys are cached too.
+//! mount's password policy). When SQLite ran on a thread of its own, each read was a round
+//! trip to it, and those hops were most of the engine's CPU per credential; with statements
+//! on the calling task, a hit still spares a turn at the store's one connection, for which
+//! every write queues. Values stay sealed by the barrier in the cache, as in storage, and
+//! absent keys are cached too.
 //!
 //! A read that misses records the write version before going to the database and fills the
 //! cache only if no write happened meanwhile, so a slow read never caches a value that a
