@@ -31,7 +31,7 @@ use checkpoint::Checkpointer;
 use entry_cache::EntryCache;
 pub use lease::{LeaseRow, LeaseState};
 pub use rotation::RotationRow;
-use statement::{Output, Row, Statement};
+use statement::{Row, Statement};
 
 /// Errors of the storage layer.
 #[derive(Debug, thiserror::Error)]
@@ -216,30 +216,26 @@ impl Store {
         }
     }
 
-    /// Runs one statement; `rows` asks for its rows instead of the number it changed.
-    async fn run(&self, statement: Statement, rows: bool) -> Result<Output> {
-        match self {
-            // On the calling task: see `statement` for why.
-            Store::Sqlite(sqlite) => {
-                statement::run_sqlite(&*sqlite.connection().await?, &statement, rows)
-            }
-            Store::Postgres(pool) => statement::run_postgres(pool, &statement, rows).await,
-        }
-    }
+    // SQLite statements run on the calling task, holding the store's mutex: see
+    // `statement` for why.
 
     /// Runs a statement and returns how many rows it changed.
     pub(crate) async fn execute(&self, statement: Statement) -> Result<u64> {
-        match self.run(statement, false).await? {
-            Output::Changed(n) => Ok(n),
-            Output::Rows(rows) => Ok(rows.len() as u64),
+        match self {
+            Store::Sqlite(sqlite) => {
+                statement::sqlite_execute(&*sqlite.connection().await?, &statement)
+            }
+            Store::Postgres(pool) => statement::postgres_execute(pool, &statement).await,
         }
     }
 
     /// Runs a statement and returns its rows.
     pub(crate) async fn fetch_all(&self, statement: Statement) -> Result<Vec<Row>> {
-        match self.run(statement, true).await? {
-            Output::Rows(rows) => Ok(rows),
-            Output::Changed(_) => Ok(Vec::new()),
+        match self {
+            Store::Sqlite(sqlite) => {
+                statement::sqlite_fetch(&*sqlite.connection().await?, &statement)
+            }
+            Store::Postgres(pool) => statement::postgres_fetch(pool, &statement).await,
         }
     }
 
@@ -262,12 +258,12 @@ impl Store {
                 let mut connection = sqlite.connection().await?;
                 let transaction = connection.transaction()?;
                 for statement in statements {
-                    statement::run_sqlite(&transaction, statement, false)?;
+                    statement::sqlite_execute(&transaction, statement)?;
                 }
                 transaction.commit()?;
                 Ok(())
             }
-            Store::Postgres(pool) => statement::run_postgres_batch(pool, statements).await,
+            Store::Postgres(pool) => statement::postgres_execute_all(pool, statements).await,
         }
     }
 

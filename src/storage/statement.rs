@@ -4,10 +4,12 @@
 //! `rusqlite` connection: a statement on an in-process file takes tens of microseconds, far
 //! less than the two thread hand-offs a connection on a thread of its own costs per
 //! statement (sqlx's SQLite driver), which were a third of the server's CPU per issued
-//! credential and, on a busy machine, a wait for a core twice per request.
+//! credential and, on a busy machine, a wait for a core twice per request. The price: a
+//! slow statement (the metrics scrape's counts over every lease, a bulk insert) holds its
+//! worker thread as long as it holds the connection.
 //!
 //! Placeholders are `$1`, `$2`, ... on both: SQLite reads `$1` as a parameter named `$1`,
-//! and [`run_sqlite`] binds each parameter by the number in its name, so a statement may
+//! and the SQLite side binds each parameter by the number in its name, so a statement may
 //! use its arguments in any order and more than once, as on PostgreSQL.
 
 use std::borrow::Cow;
@@ -161,20 +163,11 @@ fn mismatch(index: usize, wanted: &str, got: &Value) -> StorageError {
     StorageError::Corrupt(format!("column {index}: expected {wanted}, found {kind}"))
 }
 
-/// What a statement produces.
-pub(crate) enum Output {
-    /// Rows changed.
-    Changed(u64),
-    /// Rows returned.
-    Rows(Vec<Row>),
-}
-
-/// Runs `statement` on SQLite, returning its rows when `rows` is set, else the rows changed.
-pub(crate) fn run_sqlite(
-    conn: &rusqlite::Connection,
+/// Prepares `statement` on SQLite (from the connection's cache) and binds its arguments.
+fn prepare_sqlite<'c>(
+    conn: &'c rusqlite::Connection,
     statement: &Statement,
-    rows: bool,
-) -> Result<Output> {
+) -> Result<rusqlite::CachedStatement<'c>> {
     let mut prepared = conn.prepare_cached(&statement.sql)?;
     for index in 1..=prepared.parameter_count() {
         let argument = prepared
@@ -195,16 +188,24 @@ pub(crate) fn run_sqlite(
             Value::Bytes(v) => prepared.raw_bind_parameter(index, v)?,
         }
     }
-    if !rows {
-        return Ok(Output::Changed(prepared.raw_execute()? as u64));
-    }
+    Ok(prepared)
+}
+
+/// Runs `statement` on SQLite and returns how many rows it changed.
+pub(crate) fn sqlite_execute(conn: &rusqlite::Connection, statement: &Statement) -> Result<u64> {
+    Ok(prepare_sqlite(conn, statement)?.raw_execute()? as u64)
+}
+
+/// Runs `statement` on SQLite and returns its rows.
+pub(crate) fn sqlite_fetch(conn: &rusqlite::Connection, statement: &Statement) -> Result<Vec<Row>> {
+    use rusqlite::types::ValueRef;
+    let mut prepared = prepare_sqlite(conn, statement)?;
     let columns = prepared.column_count();
-    let mut result = Vec::new();
+    let mut rows = Vec::new();
     let mut cursor = prepared.raw_query();
     while let Some(row) = cursor.next()? {
         let mut values = Vec::with_capacity(columns);
         for index in 0..columns {
-            use rusqlite::types::ValueRef;
             values.push(match row.get_ref(index)? {
                 ValueRef::Null => Value::Int(None),
                 ValueRef::Integer(v) => Value::Int(Some(v)),
@@ -221,9 +222,9 @@ pub(crate) fn run_sqlite(
                 ValueRef::Blob(v) => Value::Bytes(Some(v.to_vec())),
             });
         }
-        result.push(Row(values));
+        rows.push(Row(values));
     }
-    Ok(Output::Rows(result))
+    Ok(rows)
 }
 
 /// The sqlx query for `statement`, its arguments bound.
@@ -241,26 +242,23 @@ fn pg_query(
     query
 }
 
-/// Runs `statement` on PostgreSQL, returning its rows when `rows` is set, else the rows
-/// changed.
-pub(crate) async fn run_postgres(
-    pool: &PgPool,
-    statement: &Statement,
-    rows: bool,
-) -> Result<Output> {
-    if !rows {
-        return Ok(Output::Changed(
-            pg_query(statement).execute(pool).await?.rows_affected(),
-        ));
-    }
-    let rows = pg_query(statement).fetch_all(pool).await?;
-    Ok(Output::Rows(
-        rows.iter().map(pg_row).collect::<Result<_>>()?,
-    ))
+/// Runs `statement` on PostgreSQL and returns how many rows it changed.
+pub(crate) async fn postgres_execute(pool: &PgPool, statement: &Statement) -> Result<u64> {
+    Ok(pg_query(statement).execute(pool).await?.rows_affected())
+}
+
+/// Runs `statement` on PostgreSQL and returns its rows.
+pub(crate) async fn postgres_fetch(pool: &PgPool, statement: &Statement) -> Result<Vec<Row>> {
+    pg_query(statement)
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(pg_row)
+        .collect()
 }
 
 /// Runs `statements` on PostgreSQL in one transaction.
-pub(crate) async fn run_postgres_batch(pool: &PgPool, statements: &[Statement]) -> Result<()> {
+pub(crate) async fn postgres_execute_all(pool: &PgPool, statements: &[Statement]) -> Result<()> {
     let mut tx = pool.begin().await?;
     for statement in statements {
         pg_query(statement).execute(&mut *tx).await?;
@@ -298,9 +296,7 @@ mod tests {
             .bind(7)
             .bind("a")
             .bind(Option::<&str>::None);
-        let Output::Rows(rows) = run_sqlite(&conn, &statement, true).unwrap() else {
-            panic!("expected rows");
-        };
+        let rows = sqlite_fetch(&conn, &statement).unwrap();
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].text(0).unwrap(), "a");
         assert_eq!(rows[0].int(1).unwrap(), 7);
@@ -313,7 +309,7 @@ mod tests {
     #[test]
     fn a_placeholder_without_an_argument_is_an_error_not_a_null() {
         let conn = rusqlite::Connection::open_in_memory().unwrap();
-        let err = run_sqlite(&conn, &Statement::new("SELECT $1, $2").bind(1), true)
+        let err = sqlite_fetch(&conn, &Statement::new("SELECT $1, $2").bind(1))
             .err()
             .unwrap();
         assert!(err.to_string().contains("parameter 2"), "{err}");
