@@ -13,6 +13,14 @@ fn other_address() -> IpAddr {
     "127.0.0.2".parse().unwrap()
 }
 
+/// Enables AppRole at `approle/` and writes `role` with `settings`.
+async fn enable_approle_with_role(root: &Client, role: &str, settings: Value) {
+    root.ok("POST", "sys/auth/approle", Some(json!({"type": "approle"})))
+        .await;
+    root.ok("POST", &format!("auth/approle/role/{role}"), Some(settings))
+        .await;
+}
+
 async fn role_id(root: &Client, mount: &str, role: &str) -> String {
     root.ok("GET", &format!("auth/{mount}/role/{role}/role-id"), None)
         .await["data"]["role_id"]
@@ -55,12 +63,10 @@ async fn approle_login_gets_database_credentials_its_policy_allows() {
         Some(json!({"policy": "path \"database/creds/ro\" { capabilities = [\"read\"] }"})),
     )
     .await;
-    root.ok("POST", "sys/auth/approle", Some(json!({"type": "approle"})))
-        .await;
-    root.ok(
-        "POST",
-        "auth/approle/role/web",
-        Some(json!({"token_policies": ["creds-ro"], "token_ttl": "20m", "token_max_ttl": "1h"})),
+    enable_approle_with_role(
+        &root,
+        "web",
+        json!({"token_policies": ["creds-ro"], "token_ttl": "20m", "token_max_ttl": "1h"}),
     )
     .await;
     let rid = role_id(&root, "approle", "web").await;
@@ -137,12 +143,10 @@ async fn approle_login_gets_database_credentials_its_policy_allows() {
 async fn secret_ids_are_limited_by_uses_ttl_and_networks() {
     let server = Server::dev();
     let root = server.client();
-    root.ok("POST", "sys/auth/approle", Some(json!({"type": "approle"})))
-        .await;
-    root.ok(
-        "POST",
-        "auth/approle/role/batch",
-        Some(json!({"secret_id_num_uses": 2, "secret_id_ttl": "1h", "policies": "default"})),
+    enable_approle_with_role(
+        &root,
+        "batch",
+        json!({"secret_id_num_uses": 2, "secret_id_ttl": "1h", "policies": "default"}),
     )
     .await;
     let role = root.ok("GET", "auth/approle/role/batch", None).await;
@@ -415,12 +419,10 @@ async fn secret_ids_are_limited_by_uses_ttl_and_networks() {
 async fn cidr_bound_tokens_are_refused_from_other_addresses() {
     let server = Server::dev();
     let root = server.client();
-    root.ok("POST", "sys/auth/approle", Some(json!({"type": "approle"})))
-        .await;
-    root.ok(
-        "POST",
-        "auth/approle/role/pinned",
-        Some(json!({"token_bound_cidrs": "127.0.0.1/32", "token_num_uses": 0})),
+    enable_approle_with_role(
+        &root,
+        "pinned",
+        json!({"token_bound_cidrs": "127.0.0.1/32", "token_num_uses": 0}),
     )
     .await;
     let rid = role_id(&root, "approle", "pinned").await;
@@ -775,14 +777,7 @@ async fn a_login_answer_can_be_wrapped() {
     let root_token = operator_init(&config);
     let server = Server::with_config(&config, &root_token, &listen);
     let root = server.client();
-    root.ok("POST", "sys/auth/approle", Some(json!({"type": "approle"})))
-        .await;
-    root.ok(
-        "POST",
-        "auth/approle/role/wrapped",
-        Some(json!({"policies": "default"})),
-    )
-    .await;
+    enable_approle_with_role(&root, "wrapped", json!({"policies": "default"})).await;
     let rid = role_id(&root, "approle", "wrapped").await;
     let sid = secret_id(&root, "approle", "wrapped", json!({})).await;
     let secret = sid["secret_id"].as_str().unwrap().to_owned();
